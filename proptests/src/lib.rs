@@ -1,0 +1,1 @@
+//! Cross-crate property tests (filled as the ledger and consensus land).

@@ -1,0 +1,1 @@
+//! Deterministic cluster simulator and the `commons-sim` CLI (issue 8). Not built yet.

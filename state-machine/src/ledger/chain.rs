@@ -1,0 +1,155 @@
+//! [`Ledger`]: the ledger state machine on a Merkle store. Version 0 of the
+//! store is the genesis state; version `h` is the state after block `h`.
+//! Blocks execute in order, each exactly once.
+
+use commons_types::{ChainId, Hash, Height, PublicKey, ValidatorSet};
+
+use crate::LedgerError;
+use crate::ledger::execute::{BlockOutcome, PreparedTx, VerifiedTxs, execute_block};
+use crate::ledger::genesis::Genesis;
+use crate::ledger::gov;
+use crate::ledger::state::{Account, key};
+use crate::ledger::working::{StateRead, Working};
+use crate::store::{ExtraWrite, MerkleStore, StoreError};
+
+impl From<StoreError> for LedgerError {
+    fn from(e: StoreError) -> LedgerError {
+        LedgerError::Store(e.to_string())
+    }
+}
+
+/// One version of the store, read as ledger state.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreView<'s> {
+    store: &'s MerkleStore,
+    version: u64,
+}
+
+impl StateRead for StoreView<'_> {
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LedgerError> {
+        Ok(self.store.get(self.version, key)?)
+    }
+}
+
+/// A block executed and committed to the store.
+#[derive(Debug)]
+pub struct Executed {
+    pub outcome: BlockOutcome,
+    /// The store's root after the block: what the next block's header
+    /// carries.
+    pub state_root: Hash,
+}
+
+/// The ledger on its store.
+#[derive(Debug)]
+pub struct Ledger {
+    store: MerkleStore,
+    chain: ChainId,
+    height: Height,
+}
+
+impl Ledger {
+    /// Opens the ledger on `store`. An empty store gets `genesis` as version
+    /// 0; a store that has versions must belong to the same chain.
+    pub fn open(mut store: MerkleStore, genesis: &Genesis) -> Result<Ledger, LedgerError> {
+        let height = match store.latest_version() {
+            None => {
+                let writes = genesis.writes()?;
+                store.apply(0, &writes)?;
+                Height(0)
+            }
+            Some(latest) => {
+                let stored = store.get(latest, key::CHAIN_ID)?.unwrap_or_default();
+                if stored != genesis.chain_id.as_str().as_bytes() {
+                    return Err(LedgerError::Genesis(format!(
+                        "the store belongs to chain {:?}, the genesis file to {:?}",
+                        String::from_utf8_lossy(&stored),
+                        genesis.chain_id.as_str()
+                    )));
+                }
+                Height(latest)
+            }
+        };
+        Ok(Ledger {
+            store,
+            chain: genesis.chain_id.clone(),
+            height,
+        })
+    }
+
+    /// A fresh in-memory ledger at genesis: tests and the simulator.
+    pub fn in_memory(genesis: &Genesis) -> Result<Ledger, LedgerError> {
+        Ledger::open(MerkleStore::open_memory(), genesis)
+    }
+
+    pub fn chain_id(&self) -> &ChainId {
+        &self.chain
+    }
+
+    /// Height of the last executed block (0: genesis only).
+    pub fn height(&self) -> Height {
+        self.height
+    }
+
+    /// Root of the state after the last executed block.
+    pub fn state_root(&self) -> Hash {
+        self.store.latest_root()
+    }
+
+    pub fn store(&self) -> &MerkleStore {
+        &self.store
+    }
+
+    /// The latest state, for reads, the mempool and proposal building.
+    pub fn view(&self) -> StoreView<'_> {
+        StoreView {
+            store: &self.store,
+            version: self.height.0,
+        }
+    }
+
+    /// The state after block `height`, while retained.
+    pub fn view_at(&self, height: Height) -> StoreView<'_> {
+        StoreView {
+            store: &self.store,
+            version: height.0,
+        }
+    }
+
+    /// Executes block `height` (which must follow the last one) and commits
+    /// its writes, with `extra` writes of the node in the same atomic batch.
+    pub fn execute(
+        &mut self,
+        height: Height,
+        txs: &[PreparedTx],
+        verified: &dyn VerifiedTxs,
+        extra: &[ExtraWrite],
+    ) -> Result<Executed, LedgerError> {
+        if height != self.height.next() {
+            return Err(LedgerError::OutOfOrder {
+                last: self.height,
+                got: height,
+            });
+        }
+        let outcome = execute_block(&self.view(), &self.chain, height, txs, verified)?;
+        let state_root = self
+            .store
+            .apply_with_extra(height.0, &outcome.writes, extra)?;
+        self.height = height;
+        Ok(Executed {
+            outcome,
+            state_root,
+        })
+    }
+
+    pub fn account(&self, id: &PublicKey) -> Result<Account, LedgerError> {
+        Working::new(&self.view()).account(id)
+    }
+
+    /// The validator set in force, as the state records it.
+    pub fn validator_set(&self) -> Result<ValidatorSet, LedgerError> {
+        let view = self.view();
+        let mut w = Working::new(&view);
+        gov::latest_validator_set(&mut w)
+    }
+}

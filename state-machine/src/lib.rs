@@ -1,0 +1,13 @@
+//! The Commons ledger: transactions, execution, mempool, and the Merkle state
+//! store ([`store`]) that every state root comes from.
+
+#![deny(clippy::unwrap_used)]
+
+mod error;
+pub mod ledger;
+pub mod limits;
+pub mod mempool;
+pub mod store;
+
+pub use error::{LedgerError, TxError};
+pub use mempool::{AdmitError, Mempool};

@@ -1,0 +1,42 @@
+//! Every bound this crate enforces, with the reason for its value.
+
+/// Largest key the state store accepts. Ledger keys are a short type tag
+/// followed by one or two 32-byte ids (account, marketplace, trade id), so
+/// 256 bytes leaves ample room while keeping a block's keys small in memory
+/// (keys are hashed, never stored in the tree).
+pub const MAX_STORE_KEY_BYTES: usize = 256;
+
+/// Largest value the state store accepts. The largest records are governance
+/// proposals, which come from one transaction of at most
+/// `commons_types::limits::MAX_TX_BYTES`; twice that leaves room for the
+/// bookkeeping the ledger adds (tally, deposits) while keeping any single
+/// read or proof answer small.
+pub const MAX_STORE_VALUE_BYTES: usize = 2 * commons_types::limits::MAX_TX_BYTES;
+
+/// Writes (inserts, updates, deletes) in one store version, i.e. one block.
+/// A block's writes are held in memory and land in one RocksDB `WriteBatch`;
+/// at the maximum key and value sizes this bounds a batch by about
+/// 2^20 * (256 + 128 KiB) worst case, in practice (a few keys of ~100 bytes
+/// per transaction) tens of megabytes.
+pub const MAX_STORE_WRITES_PER_VERSION: usize = 1 << 20;
+
+/// Extra (non-tree) writes that ride in one atomic batch with a version
+/// (blocks, receipts, tx index entries of that block). Same order as the tree
+/// writes, for the same reason.
+pub const MAX_STORE_EXTRA_WRITES: usize = 1 << 20;
+
+/// Largest key or value of an extra write. A block with its certificate is
+/// the largest thing the node stores beside the tree; 64 MiB bounds it well
+/// above any block allowed by the consensus limits.
+pub const MAX_STORE_EXTRA_BYTES: usize = 64 << 20;
+
+/// Entries one `scan_extra` call returns at most, so a reader cannot make the
+/// store materialise a whole column family.
+pub const MAX_STORE_SCAN_ENTRIES: usize = 10_000;
+
+/// Name length of an extra column family; names are short identifiers.
+pub const MAX_COLUMN_FAMILY_NAME_BYTES: usize = 64;
+
+const _: () = assert!(MAX_STORE_KEY_BYTES <= u16::MAX as usize);
+const _: () = assert!(MAX_STORE_VALUE_BYTES <= u32::MAX as usize);
+const _: () = assert!(MAX_STORE_EXTRA_BYTES <= u32::MAX as usize);

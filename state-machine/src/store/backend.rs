@@ -1,0 +1,187 @@
+//! Storage backends: an ordered key-value store with column families and
+//! atomic batches. The tree logic (in `tree` and the store) is written once
+//! against [`Backend`]; both backends store exactly the same bytes, so they
+//! give identical roots by construction, and the tests check it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Bound;
+use std::sync::RwLock;
+
+use super::StoreError;
+
+/// A column family. `Nodes`, `Values` and `Meta` belong to the tree; `Extra`
+/// names one the node asked for at open (blocks, receipts, ...).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Column {
+    Nodes,
+    Values,
+    Meta,
+    Extra(String),
+}
+
+impl Column {
+    /// Name of the column family on disk.
+    pub fn name(&self) -> &str {
+        match self {
+            Column::Nodes => "nodes",
+            Column::Values => "values",
+            Column::Meta => "meta",
+            Column::Extra(name) => name,
+        }
+    }
+}
+
+/// Column families the tree owns; an extra column family may not use these
+/// names (nor RocksDB's "default").
+pub const RESERVED_COLUMN_FAMILIES: [&str; 4] = ["nodes", "values", "meta", "default"];
+
+/// One write of a batch: `None` deletes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchOp {
+    pub column: Column,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+}
+
+/// Writes that land together or not at all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Batch {
+    pub ops: Vec<BatchOp>,
+    /// Ask the backend to make the batch durable (fsync) before returning.
+    pub sync: bool,
+}
+
+impl Batch {
+    pub fn put(&mut self, column: Column, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(BatchOp {
+            column,
+            key,
+            value: Some(value),
+        });
+    }
+
+    pub fn delete(&mut self, column: Column, key: Vec<u8>) {
+        self.ops.push(BatchOp {
+            column,
+            key,
+            value: None,
+        });
+    }
+}
+
+/// An ordered key-value store with column families and atomic batches.
+///
+/// Implementations must make [`Backend::write`] atomic (all of a batch or
+/// none of it, also across a crash) and must be safe to call from several
+/// threads: the RocksDB store prunes on a thread of its own.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// The value under `key`, if any.
+    fn get(&self, column: &Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Applies every op of `batch`, atomically, in order.
+    fn write(&self, batch: Batch) -> Result<(), StoreError>;
+
+    /// Up to `limit` entries with keys `>= from`, in key order.
+    fn scan(
+        &self,
+        column: &Column,
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+
+    /// Whether `column` exists in this backend.
+    fn has_column(&self, column: &Column) -> bool;
+}
+
+/// The in-memory backend: one `BTreeMap` per column family behind a lock.
+/// Used by tests and the simulator; it stores the same bytes RocksDB would.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    columns: RwLock<BTreeMap<Column, BTreeMap<Vec<u8>, Vec<u8>>>>,
+}
+
+impl MemoryBackend {
+    /// A backend with the tree's column families and `extra` ones.
+    pub fn new(extra: &[String]) -> MemoryBackend {
+        let mut columns = BTreeMap::new();
+        for column in [Column::Nodes, Column::Values, Column::Meta] {
+            columns.insert(column, BTreeMap::new());
+        }
+        for name in extra {
+            columns.insert(Column::Extra(name.clone()), BTreeMap::new());
+        }
+        MemoryBackend {
+            columns: RwLock::new(columns),
+        }
+    }
+
+    fn poisoned() -> StoreError {
+        // Only a panic while holding the lock poisons it; the maps are then
+        // possibly half-written, so refuse to serve them.
+        StoreError::corrupt("memory backend", "lock poisoned by a panic")
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn get(&self, column: &Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let columns = self.columns.read().map_err(|_| Self::poisoned())?;
+        let map = columns
+            .get(column)
+            .ok_or_else(|| StoreError::UnknownColumnFamily {
+                name: column.name().to_owned(),
+            })?;
+        Ok(map.get(key).cloned())
+    }
+
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut columns = self.columns.write().map_err(|_| Self::poisoned())?;
+        // Check every column first, so a bad op leaves nothing half-applied.
+        for op in &batch.ops {
+            if !columns.contains_key(&op.column) {
+                return Err(StoreError::UnknownColumnFamily {
+                    name: op.column.name().to_owned(),
+                });
+            }
+        }
+        for op in batch.ops {
+            if let Some(map) = columns.get_mut(&op.column) {
+                match op.value {
+                    Some(value) => {
+                        map.insert(op.key, value);
+                    }
+                    None => {
+                        map.remove(&op.key);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        column: &Column,
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let columns = self.columns.read().map_err(|_| Self::poisoned())?;
+        let map = columns
+            .get(column)
+            .ok_or_else(|| StoreError::UnknownColumnFamily {
+                name: column.name().to_owned(),
+            })?;
+        Ok(map
+            .range::<[u8], _>((Bound::Included(from), Bound::Unbounded))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn has_column(&self, column: &Column) -> bool {
+        self.columns
+            .read()
+            .map(|columns| columns.contains_key(column))
+            .unwrap_or(false)
+    }
+}

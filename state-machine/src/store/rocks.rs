@@ -1,0 +1,134 @@
+//! The RocksDB backend.
+//!
+//! Column families: `nodes` (tree pages), `values` (leaf values), `meta`
+//! (roots, stale lists, counters) and any extra ones the node names. Keys of
+//! `nodes` and `values` start with the big-endian version that wrote them, so
+//! each block's writes append at the end of the key space: memtable flushes
+//! produce files that do not overlap older ones, and compaction mostly moves
+//! files instead of merging them.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Options, WriteBatch,
+    WriteOptions,
+};
+
+use super::StoreError;
+use super::backend::{Backend, Batch, Column};
+
+/// RocksDB tuning the store exposes; see [`super::StoreConfig`].
+#[derive(Clone, Debug)]
+pub(crate) struct RocksTuning {
+    pub block_cache_bytes: usize,
+    pub write_buffer_bytes: usize,
+}
+
+/// A RocksDB database holding the tree's column families and extra ones.
+#[derive(Debug)]
+pub struct RocksBackend {
+    db: DB,
+    columns: BTreeSet<String>,
+}
+
+impl RocksBackend {
+    pub(crate) fn open(
+        path: &Path,
+        extra: &[String],
+        tuning: &RocksTuning,
+    ) -> Result<RocksBackend, StoreError> {
+        let mut db_options = Options::default();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        db_options.set_max_background_jobs(2);
+
+        let cache = Cache::new_lru_cache(tuning.block_cache_bytes);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+
+        let column_options = |compress: bool| {
+            let mut options = Options::default();
+            options.set_block_based_table_factory(&table);
+            options.set_write_buffer_size(tuning.write_buffer_bytes);
+            // Hashes do not compress; values and extra data (blocks) may.
+            options.set_compression_type(if compress {
+                DBCompressionType::Lz4
+            } else {
+                DBCompressionType::None
+            });
+            options
+        };
+
+        let mut names: BTreeSet<String> = ["nodes", "values", "meta"]
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect();
+        names.extend(extra.iter().cloned());
+        // RocksDB refuses to open a database without naming every column
+        // family it has, so column families from earlier runs are opened too.
+        if path.join("CURRENT").exists() {
+            names.extend(DB::list_cf(&db_options, path)?);
+        }
+        names.remove("default");
+
+        let descriptors: Vec<ColumnFamilyDescriptor> = names
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, column_options(name != "nodes")))
+            .collect();
+        let db = DB::open_cf_descriptors(&db_options, path, descriptors)?;
+        Ok(RocksBackend { db, columns: names })
+    }
+
+    fn handle(&self, column: &Column) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(column.name())
+            .ok_or_else(|| StoreError::UnknownColumnFamily {
+                name: column.name().to_owned(),
+            })
+    }
+}
+
+impl Backend for RocksBackend {
+    fn get(&self, column: &Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let handle = self.handle(column)?;
+        Ok(self.db.get_pinned_cf(handle, key)?.map(|v| v.to_vec()))
+    }
+
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut rocks_batch = WriteBatch::default();
+        for op in &batch.ops {
+            let handle = self.handle(&op.column)?;
+            match &op.value {
+                Some(value) => rocks_batch.put_cf(handle, &op.key, value),
+                None => rocks_batch.delete_cf(handle, &op.key),
+            }
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(batch.sync);
+        self.db.write_opt(rocks_batch, &options)?;
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        column: &Column,
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+        let handle = self.handle(column)?;
+        let mode = rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for entry in self.db.iterator_cf(handle, mode).take(limit) {
+            let (key, value) = entry?;
+            out.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn has_column(&self, column: &Column) -> bool {
+        self.columns.contains(column.name())
+    }
+}

@@ -1,0 +1,870 @@
+//! Tests of the store. The oracle for roots is `reference_root` below, which
+//! hashes a `BTreeMap` model with `sha2` directly and shares no code with the
+//! tree; the known answers were computed with Python's `hashlib`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use proptest::prelude::*;
+use sha2::{Digest, Sha256};
+
+use super::proof::{Proof, ProofDecodeError, ProofError, ProofLeaf, verify_proof};
+use super::*;
+
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+fn sha(parts: &[&[u8]]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hasher.finalize().into()
+}
+
+fn ref_bit(hash: &[u8; 32], depth: usize) -> u8 {
+    (hash[depth / 8] >> (7 - depth % 8)) & 1
+}
+
+fn ref_subtree(leaves: &[([u8; 32], [u8; 32])], depth: usize) -> [u8; 32] {
+    match leaves {
+        [] => [0; 32],
+        [(key_hash, value_hash)] => sha(&[&[0], key_hash, value_hash]),
+        _ => {
+            let left: Vec<_> = leaves
+                .iter()
+                .filter(|l| ref_bit(&l.0, depth) == 0)
+                .copied()
+                .collect();
+            let right: Vec<_> = leaves
+                .iter()
+                .filter(|l| ref_bit(&l.0, depth) == 1)
+                .copied()
+                .collect();
+            sha(&[
+                &[1],
+                &ref_subtree(&left, depth + 1),
+                &ref_subtree(&right, depth + 1),
+            ])
+        }
+    }
+}
+
+/// The root of `model`, computed from scratch without the tree code.
+fn reference_root(model: &Model) -> [u8; 32] {
+    let leaves: Vec<_> = model.iter().map(|(k, v)| (sha(&[k]), sha(&[v]))).collect();
+    ref_subtree(&leaves, 0)
+}
+
+fn hex32(s: &str) -> [u8; 32] {
+    let bytes: Vec<u8> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect();
+    bytes.try_into().unwrap()
+}
+
+fn writes_of(pairs: &[(&str, Option<&str>)]) -> Writes {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
+        .collect()
+}
+
+fn model_apply(model: &mut Model, writes: &Writes) {
+    for (key, value) in writes {
+        match value {
+            Some(value) => model.insert(key.clone(), value.clone()),
+            None => model.remove(key),
+        };
+    }
+}
+
+fn rocks_config(window: Option<u64>) -> StoreConfig {
+    StoreConfig {
+        prune_window: window,
+        rocksdb_block_cache_bytes: 8 << 20,
+        rocksdb_write_buffer_bytes: 4 << 20,
+        ..StoreConfig::default()
+    }
+}
+
+fn memory_config(window: Option<u64>) -> StoreConfig {
+    StoreConfig {
+        prune_window: window,
+        prune_in_background: false,
+        ..StoreConfig::default()
+    }
+}
+
+// ---- known answers ----
+
+#[test]
+fn known_answer_empty_tree() {
+    let mut store = MerkleStore::open_memory();
+    assert_eq!(store.latest_root(), Hash([0; 32]));
+    store.apply(0, &Writes::new()).unwrap();
+    assert_eq!(store.root(0).unwrap(), Hash([0; 32]));
+}
+
+#[test]
+fn known_answer_one_key() {
+    let expected = hex32("e88595db6e2373140c77336108e543dd79e1c6420dff08568b120417c8af88b5");
+    let by_hand = sha(&[&[0x00], &sha(&[b"alice"]), &sha(&[b"100"])]);
+    assert_eq!(by_hand, expected);
+    let mut store = MerkleStore::open_memory();
+    let root = store
+        .apply(0, &writes_of(&[("alice", Some("100"))]))
+        .unwrap();
+    assert_eq!(root, Hash(expected));
+}
+
+#[test]
+fn known_answer_five_keys() {
+    // Key hashes start: alice 0010, bob 1000, carol 0100, dave 0110, erin 0111.
+    // So bob is alone on the right of the root; under 0: alice alone under
+    // 00, carol alone under 010, dave and erin split at the fourth bit.
+    let expected = hex32("59a6a250d002ba473713f66e9131e7910dfd34cdf56dbd53a808377dd8074865");
+    let leaf = |k: &str, v: &str| sha(&[&[0x00], &sha(&[k.as_bytes()]), &sha(&[v.as_bytes()])]);
+    let node = |l: [u8; 32], r: [u8; 32]| sha(&[&[0x01], &l, &r]);
+    let by_hand = node(
+        node(
+            leaf("alice", "100"),
+            node(
+                leaf("carol", "7"),
+                node(leaf("dave", ""), leaf("erin", "1000000")),
+            ),
+        ),
+        leaf("bob", "250"),
+    );
+    assert_eq!(by_hand, expected);
+    let writes = writes_of(&[
+        ("alice", Some("100")),
+        ("bob", Some("250")),
+        ("carol", Some("7")),
+        ("dave", Some("")),
+        ("erin", Some("1000000")),
+    ]);
+    let mut memory = MerkleStore::open_memory();
+    assert_eq!(memory.apply(0, &writes).unwrap(), Hash(expected));
+    let dir = tempfile::tempdir().unwrap();
+    let mut rocks = MerkleStore::open_rocksdb(dir.path(), &rocks_config(None)).unwrap();
+    assert_eq!(rocks.apply(0, &writes).unwrap(), Hash(expected));
+}
+
+#[test]
+fn known_answer_hundred_keys_in_steps() {
+    // Inserted in four versions, with updates and deletes cancelling out.
+    let expected = hex32("71ede163c2b787b578bb9098a7fe1a58c65dd47818111c9cf3b3f25e9d21fc06");
+    let mut store = MerkleStore::open_memory();
+    let mut writes = Writes::new();
+    for i in 0..60 {
+        writes.insert(format!("key-{i}").into_bytes(), Some(b"old".to_vec()));
+    }
+    store.apply(0, &writes).unwrap();
+    let mut writes = Writes::new();
+    for i in 0..60 {
+        writes.insert(format!("key-{i}").into_bytes(), None);
+    }
+    for i in 60..100 {
+        writes.insert(
+            format!("key-{i}").into_bytes(),
+            Some(format!("value-{i}").into_bytes()),
+        );
+    }
+    store.apply(1, &writes).unwrap();
+    let mut writes = Writes::new();
+    for i in 0..60 {
+        writes.insert(
+            format!("key-{i}").into_bytes(),
+            Some(format!("value-{i}").into_bytes()),
+        );
+    }
+    let root = store.apply(2, &writes).unwrap();
+    assert_eq!(root, Hash(expected));
+    assert_eq!(
+        store.root(0).unwrap(),
+        Hash(reference_root(
+            &(0..60)
+                .map(|i| (format!("key-{i}").into_bytes(), b"old".to_vec()))
+                .collect()
+        ))
+    );
+}
+
+// ---- model-based properties ----
+
+#[derive(Clone, Debug)]
+struct Scenario {
+    versions: Vec<Vec<(u8, Option<u8>)>>,
+    window: Option<u64>,
+}
+
+fn scenario(max_versions: usize) -> impl Strategy<Value = Scenario> {
+    let write = (0u8..40, prop::option::weighted(0.7, any::<u8>()));
+    let version = prop::collection::vec(write, 0..24);
+    (
+        prop::collection::vec(version, 1..max_versions),
+        prop::option::of(1u64..6),
+    )
+        .prop_map(|(versions, window)| Scenario { versions, window })
+}
+
+fn key_of(i: u8) -> Vec<u8> {
+    format!("account/{i}").into_bytes()
+}
+
+fn value_of(v: u8) -> Vec<u8> {
+    // Lengths vary from 0 to 8, so empty values are covered.
+    vec![v; usize::from(v % 9)]
+}
+
+fn writes_for(version: &[(u8, Option<u8>)]) -> Writes {
+    version
+        .iter()
+        .map(|(k, v)| (key_of(*k), v.map(value_of)))
+        .collect()
+}
+
+/// Checks every read and proof of every retained version against the models.
+fn check_versions(store: &MerkleStore, models: &[Model]) {
+    let latest = store.latest_version().unwrap();
+    let oldest = store.oldest_version().unwrap();
+    assert_eq!(latest as usize + 1, models.len());
+    for (version, model) in models.iter().enumerate() {
+        let version = version as u64;
+        if version < oldest {
+            assert!(matches!(
+                store.get(version, b"x"),
+                Err(StoreError::VersionPruned { .. })
+            ));
+            assert!(matches!(
+                store.root(version),
+                Err(StoreError::VersionPruned { .. })
+            ));
+            continue;
+        }
+        let root = store.root(version).unwrap();
+        assert_eq!(root.0, reference_root(model), "version {version}");
+        for k in 0..42u8 {
+            let key = key_of(k);
+            let expected = model.get(&key).cloned();
+            assert_eq!(store.get(version, &key).unwrap(), expected);
+            let (value, proof) = store.get_with_proof(version, &key).unwrap();
+            assert_eq!(value, expected);
+            check_proof(&root.0, &key, expected.as_deref(), &proof);
+            let decoded = Proof::from_bytes(&proof.to_bytes()).unwrap();
+            assert_eq!(decoded, proof);
+        }
+    }
+    assert!(matches!(
+        store.get(latest + 1, b"x"),
+        Err(StoreError::VersionMissing { .. })
+    ));
+}
+
+/// The proof verifies for the right answer and fails for any other value,
+/// key, root, sibling or leaf.
+fn check_proof(root: &[u8; 32], key: &[u8], value: Option<&[u8]>, proof: &Proof) {
+    verify_proof(root, key, value, proof).unwrap();
+    // Another value, or the opposite claim.
+    let mut other = value.map(<[u8]>::to_vec).unwrap_or_default();
+    other.push(0xee);
+    assert!(verify_proof(root, key, Some(&other), proof).is_err());
+    if value.is_some() {
+        assert_eq!(
+            verify_proof(root, key, None, proof),
+            Err(ProofError::KeyPresent)
+        );
+        // Another key claiming this value.
+        assert!(verify_proof(root, b"some other key", value, proof).is_err());
+    } else {
+        assert!(verify_proof(root, key, Some(b""), proof).is_err());
+    }
+    // Another root.
+    let mut bad_root = *root;
+    bad_root[31] ^= 1;
+    assert!(verify_proof(&bad_root, key, value, proof).is_err());
+    // A tampered sibling, at every depth.
+    for depth in 0..proof.siblings.len() {
+        let mut tampered = proof.clone();
+        tampered.siblings[depth][0] ^= 0x80;
+        assert!(verify_proof(root, key, value, &tampered).is_err());
+    }
+    // A dropped or added sibling.
+    if !proof.siblings.is_empty() {
+        let mut shorter = proof.clone();
+        shorter.siblings.pop();
+        assert!(verify_proof(root, key, value, &shorter).is_err());
+    }
+    let mut longer = proof.clone();
+    longer.siblings.push([0; 32]);
+    assert!(verify_proof(root, key, value, &longer).is_err());
+    // A tampered leaf.
+    if let Some(leaf) = proof.leaf {
+        let mut tampered = proof.clone();
+        tampered.leaf = Some(ProofLeaf {
+            value_hash: [7; 32],
+            ..leaf
+        });
+        assert!(verify_proof(root, key, value, &tampered).is_err());
+        let mut removed = proof.clone();
+        removed.leaf = None;
+        assert!(verify_proof(root, key, value, &removed).is_err());
+    }
+}
+
+/// After pruning has caught up, the backend holds exactly the pages and
+/// values reachable from the retained versions: nothing needed was
+/// deleted, nothing unneeded is left.
+fn check_no_leak(store: &MerkleStore) {
+    store.finish_pruning().unwrap();
+    let mut pages = BTreeSet::new();
+    let mut values = BTreeSet::new();
+    for version in store.oldest_version().unwrap()..=store.latest_version().unwrap() {
+        store.reachable(version, &mut pages, &mut values).unwrap();
+    }
+    let stored = |column: Column| -> BTreeSet<Vec<u8>> {
+        store
+            .backend()
+            .scan(&column, &[], usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    };
+    assert_eq!(stored(Column::Nodes), pages);
+    assert_eq!(stored(Column::Values), values);
+}
+
+fn run_scenario(store: &mut MerkleStore, scenario: &Scenario) -> Vec<Model> {
+    let mut model = Model::new();
+    let mut models = Vec::new();
+    for (version, writes) in scenario.versions.iter().enumerate() {
+        let writes = writes_for(writes);
+        model_apply(&mut model, &writes);
+        let root = store.apply(version as u64, &writes).unwrap();
+        assert_eq!(root.0, reference_root(&model));
+        models.push(model.clone());
+    }
+    models
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn memory_store_matches_model(scenario in scenario(14)) {
+        let mut store = MerkleStore::open_memory_with(&memory_config(scenario.window)).unwrap();
+        let models = run_scenario(&mut store, &scenario);
+        check_versions(&store, &models);
+        let latest = store.latest_version().unwrap();
+        let report = store.check_integrity(latest).unwrap();
+        prop_assert_eq!(report.leaves as usize, models.last().unwrap().len());
+        check_no_leak(&store);
+        check_versions(&store, &models);
+    }
+
+    #[test]
+    fn proof_encoding_round_trips(
+        leaf in prop::option::of((any::<[u8; 32]>(), any::<[u8; 32]>())),
+        siblings in prop::collection::vec(prop_oneof![Just([0u8; 32]), any::<[u8; 32]>()], 0..=256),
+    ) {
+        let proof = Proof {
+            leaf: leaf.map(|(key_hash, value_hash)| ProofLeaf { key_hash, value_hash }),
+            siblings,
+        };
+        let bytes = proof.to_bytes();
+        prop_assert!(bytes.len() <= proof::MAX_PROOF_BYTES);
+        prop_assert_eq!(Proof::from_bytes(&bytes).unwrap(), proof);
+        // Every strict prefix is rejected, never accepted as another proof.
+        for cut in 0..bytes.len() {
+            prop_assert!(Proof::from_bytes(&bytes[..cut]).is_err());
+        }
+    }
+}
+
+proptest! {
+    // RocksDB cases open a database each: fewer of them.
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    #[test]
+    fn memory_and_rocksdb_store_the_same_bytes(scenario in scenario(10)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rocks = MerkleStore::open_rocksdb(dir.path(), &rocks_config(scenario.window)).unwrap();
+        let mut memory = MerkleStore::open_memory_with(&memory_config(scenario.window)).unwrap();
+        let models = run_scenario(&mut rocks, &scenario);
+        let memory_models = run_scenario(&mut memory, &scenario);
+        prop_assert_eq!(&models, &memory_models);
+        for version in rocks.oldest_version().unwrap()..=rocks.latest_version().unwrap() {
+            prop_assert_eq!(rocks.root(version).unwrap(), memory.root(version).unwrap());
+        }
+        check_versions(&rocks, &models);
+        rocks.finish_pruning().unwrap();
+        memory.finish_pruning().unwrap();
+        for column in [Column::Nodes, Column::Values, Column::Meta] {
+            let a = rocks.backend().scan(&column, &[], usize::MAX).unwrap();
+            let b = memory.backend().scan(&column, &[], usize::MAX).unwrap();
+            prop_assert_eq!(a, b, "column {:?}", column);
+        }
+        check_no_leak(&rocks);
+        // Reopen: the same versions, the same answers.
+        drop(rocks);
+        let rocks = MerkleStore::open_rocksdb(dir.path(), &rocks_config(scenario.window)).unwrap();
+        check_versions(&rocks, &models);
+    }
+}
+
+// ---- larger trees, pages several levels deep ----
+
+#[test]
+fn thousands_of_keys_across_pages() {
+    let mut store = MerkleStore::open_memory_with(&memory_config(Some(3))).unwrap();
+    let mut model = Model::new();
+    for version in 0..8u64 {
+        let mut writes = Writes::new();
+        for i in 0..3000u64 {
+            let k = (i * 7 + version * 1319) % 5000;
+            let value = if (i + version) % 5 == 0 {
+                None
+            } else {
+                Some(format!("{version}:{i}").into_bytes())
+            };
+            writes.insert(format!("k{k}").into_bytes(), value);
+        }
+        model_apply(&mut model, &writes);
+        let root = store.apply(version, &writes).unwrap();
+        assert_eq!(root.0, reference_root(&model));
+    }
+    let report = store.check_integrity(7).unwrap();
+    assert_eq!(report.leaves as usize, model.len());
+    assert!(report.pages > 100);
+    for (key, value) in model.iter().take(200) {
+        let (got, proof) = store.get_with_proof(7, key).unwrap();
+        assert_eq!(got.as_ref(), Some(value));
+        verify_proof(&store.root(7).unwrap().0, key, Some(value), &proof).unwrap();
+    }
+    check_no_leak(&store);
+}
+
+#[test]
+fn page_cache_stays_bounded() {
+    let config = StoreConfig {
+        page_cache_pages: 64,
+        ..memory_config(None)
+    };
+    let mut store = MerkleStore::open_memory_with(&config).unwrap();
+    let writes: Writes = (0..5000u32)
+        .map(|i| (i.to_be_bytes().to_vec(), Some(vec![1])))
+        .collect();
+    store.apply(0, &writes).unwrap();
+    store.check_integrity(0).unwrap();
+    assert!(store.cached_pages() <= 64);
+    assert!(store.cached_pages() > 0);
+}
+
+// ---- errors and limits ----
+
+#[test]
+fn bad_input_is_refused_and_changes_nothing() {
+    let mut store = MerkleStore::open_memory();
+    assert!(matches!(
+        store.apply(1, &Writes::new()),
+        Err(StoreError::WrongVersion {
+            expected: 0,
+            got: 1
+        })
+    ));
+    store.apply(0, &writes_of(&[("a", Some("1"))])).unwrap();
+    let root = store.latest_root();
+    let cases: Vec<(u64, Writes, fn(&StoreError) -> bool)> = vec![
+        (0, Writes::new(), |e| {
+            matches!(
+                e,
+                StoreError::WrongVersion {
+                    expected: 1,
+                    got: 0
+                }
+            )
+        }),
+        (5, Writes::new(), |e| {
+            matches!(
+                e,
+                StoreError::WrongVersion {
+                    expected: 1,
+                    got: 5
+                }
+            )
+        }),
+        (
+            1,
+            [(vec![0; MAX_STORE_KEY_BYTES + 1], Some(vec![]))]
+                .into_iter()
+                .collect(),
+            |e| matches!(e, StoreError::KeyTooLarge { len, max } if *len == MAX_STORE_KEY_BYTES + 1 && *max == MAX_STORE_KEY_BYTES),
+        ),
+        (
+            1,
+            [(b"k".to_vec(), Some(vec![0; MAX_STORE_VALUE_BYTES + 1]))]
+                .into_iter()
+                .collect(),
+            |e| matches!(e, StoreError::ValueTooLarge { len, .. } if *len == MAX_STORE_VALUE_BYTES + 1),
+        ),
+    ];
+    for (version, writes, expected) in cases {
+        let error = store.apply(version, &writes).unwrap_err();
+        assert!(expected(&error), "{error:?}");
+        assert_eq!(store.latest_version(), Some(0));
+        assert_eq!(store.latest_root(), root);
+    }
+    // The largest allowed key and value are accepted.
+    let writes = [(
+        vec![1; MAX_STORE_KEY_BYTES],
+        Some(vec![2; MAX_STORE_VALUE_BYTES]),
+    )]
+    .into_iter()
+    .collect();
+    store.apply(1, &writes).unwrap();
+    assert!(matches!(
+        store.get(0, &[0; MAX_STORE_KEY_BYTES + 1]),
+        Err(StoreError::KeyTooLarge { .. })
+    ));
+    assert!(matches!(
+        store.root(9),
+        Err(StoreError::VersionMissing {
+            version: 9,
+            latest: Some(1)
+        })
+    ));
+    store.prune_before(1).unwrap();
+    assert!(matches!(
+        store.get(0, b"a"),
+        Err(StoreError::VersionPruned {
+            version: 0,
+            oldest: 1
+        })
+    ));
+    assert_eq!(store.get(1, b"a").unwrap(), Some(b"1".to_vec()));
+}
+
+#[test]
+fn proof_decoding_rejects_malformed_bytes() {
+    let proof = Proof {
+        leaf: None,
+        siblings: vec![[0; 32], [5; 32], [0; 32]],
+    };
+    let good = proof.to_bytes();
+    // flags, count (2), bitmap (1: 0b0100_0000), one sibling.
+    assert_eq!(good.len(), 1 + 2 + 1 + 32);
+    assert_eq!(good[3], 0b0100_0000);
+    let mut bad_flags = good.clone();
+    bad_flags[0] = 2;
+    let mut too_many = good.clone();
+    too_many[1..3].copy_from_slice(&257u16.to_be_bytes());
+    let mut padding = good.clone();
+    padding[3] |= 0b0000_0001;
+    let mut empty_present = good.clone();
+    empty_present[3] |= 0b1000_0000;
+    empty_present.splice(4..4, [0u8; 32]);
+    let mut trailing = good.clone();
+    trailing.push(0);
+    let cases: Vec<(Vec<u8>, ProofDecodeError)> = vec![
+        (
+            vec![],
+            ProofDecodeError::Truncated {
+                offset: 0,
+                needed: 1,
+            },
+        ),
+        (bad_flags, ProofDecodeError::BadFlags { flags: 2 }),
+        (too_many, ProofDecodeError::TooManySiblings { count: 257 }),
+        (padding, ProofDecodeError::NonZeroPadding),
+        (
+            empty_present,
+            ProofDecodeError::EmptySiblingMarkedPresent { index: 0 },
+        ),
+        (trailing, ProofDecodeError::TrailingBytes { count: 1 }),
+        (
+            good[..20].to_vec(),
+            ProofDecodeError::Truncated {
+                offset: 4,
+                needed: 32,
+            },
+        ),
+    ];
+    for (bytes, expected) in cases {
+        assert_eq!(Proof::from_bytes(&bytes), Err(expected));
+    }
+    // Verification bounds the siblings too.
+    let long = Proof {
+        leaf: None,
+        siblings: vec![[0; 32]; 257],
+    };
+    assert_eq!(
+        verify_proof(&[0; 32], b"k", None, &long),
+        Err(ProofError::TooManySiblings { count: 257 })
+    );
+}
+
+#[test]
+fn non_membership_proofs_of_both_kinds() {
+    let mut store = MerkleStore::open_memory();
+    store
+        .apply(0, &writes_of(&[("alice", Some("1")), ("bob", Some("2"))]))
+        .unwrap();
+    let root = store.root(0).unwrap().0;
+    let mut ends_at_leaf = 0;
+    let mut ends_empty = 0;
+    for i in 0..64 {
+        let key = format!("absent-{i}");
+        let (value, proof) = store.get_with_proof(0, key.as_bytes()).unwrap();
+        assert_eq!(value, None);
+        verify_proof(&root, key.as_bytes(), None, &proof).unwrap();
+        match proof.leaf {
+            Some(leaf) => {
+                ends_at_leaf += 1;
+                // A leaf of another key that does not share the path is refused.
+                let mut off_path = proof.clone();
+                off_path.leaf = Some(ProofLeaf {
+                    key_hash: [!leaf.key_hash[0]; 32],
+                    ..leaf
+                });
+                if !off_path.siblings.is_empty() {
+                    assert!(matches!(
+                        verify_proof(&root, key.as_bytes(), None, &off_path),
+                        Err(ProofError::LeafOffPath { .. })
+                    ));
+                }
+            }
+            None => ends_empty += 1,
+        }
+    }
+    assert!(ends_at_leaf > 0);
+    assert!(ends_empty > 0);
+}
+
+// ---- extra column families ----
+
+#[test]
+fn extra_column_families_share_the_batch_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        extra_column_families: vec!["blocks".into(), "receipts".into()],
+        ..rocks_config(None)
+    };
+    {
+        let mut store = MerkleStore::open_rocksdb(dir.path(), &config).unwrap();
+        let extra = vec![
+            ExtraWrite {
+                column_family: "blocks".into(),
+                key: 0u64.to_be_bytes().to_vec(),
+                value: Some(b"block 0".to_vec()),
+            },
+            ExtraWrite {
+                column_family: "receipts".into(),
+                key: b"tx".to_vec(),
+                value: Some(b"ok".to_vec()),
+            },
+        ];
+        store
+            .apply_with_extra(0, &writes_of(&[("a", Some("1"))]), &extra)
+            .unwrap();
+        store
+            .write_extra(
+                &[ExtraWrite {
+                    column_family: "blocks".into(),
+                    key: 1u64.to_be_bytes().to_vec(),
+                    value: Some(b"block 1".to_vec()),
+                }],
+                true,
+            )
+            .unwrap();
+        // An unknown column family fails the whole version.
+        let bad = vec![ExtraWrite {
+            column_family: "nope".into(),
+            key: vec![],
+            value: None,
+        }];
+        assert!(matches!(
+            store.apply_with_extra(1, &writes_of(&[("b", Some("2"))]), &bad),
+            Err(StoreError::UnknownColumnFamily { .. })
+        ));
+        let reserved = vec![ExtraWrite {
+            column_family: "nodes".into(),
+            key: vec![],
+            value: None,
+        }];
+        assert!(matches!(
+            store.apply_with_extra(1, &Writes::new(), &reserved),
+            Err(StoreError::BadColumnFamily { .. })
+        ));
+        assert_eq!(store.latest_version(), Some(0));
+    }
+    let store = MerkleStore::open_rocksdb(dir.path(), &config).unwrap();
+    assert_eq!(
+        store.get_extra("receipts", b"tx").unwrap(),
+        Some(b"ok".to_vec())
+    );
+    let blocks = store.scan_extra("blocks", &[], 10).unwrap();
+    assert_eq!(blocks.len(), 2);
+    assert_eq!(blocks[1].1, b"block 1".to_vec());
+    assert_eq!(store.get(0, b"a").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(store.get(0, b"b").unwrap(), None);
+    // Reopening without naming the extra families still opens the database.
+    drop(store);
+    let store = MerkleStore::open_rocksdb(dir.path(), &rocks_config(None)).unwrap();
+    assert_eq!(store.latest_version(), Some(0));
+    // Names are checked.
+    for name in ["", "values", "a b", &"x".repeat(65)] {
+        let config = StoreConfig {
+            extra_column_families: vec![name.to_owned()],
+            ..rocks_config(None)
+        };
+        assert!(matches!(
+            MerkleStore::open_memory_with(&config),
+            Err(StoreError::BadColumnFamily { .. })
+        ));
+    }
+}
+
+// ---- crashes and reopening ----
+
+fn deterministic_writes(version: u64) -> Writes {
+    let mut writes = Writes::new();
+    for i in 0..200u64 {
+        let k = (version * 131 + i * 17) % 3000;
+        let value = if (version + i) % 6 == 0 {
+            None
+        } else {
+            Some(format!("v{version}-{i}").into_bytes())
+        };
+        writes.insert(format!("key{k}").into_bytes(), value);
+    }
+    writes
+}
+
+fn model_through(version: u64) -> Model {
+    let mut model = Model::new();
+    for v in 0..=version {
+        model_apply(&mut model, &deterministic_writes(v));
+    }
+    model
+}
+
+fn check_against_model(store: &MerkleStore, version: u64) {
+    let model = model_through(version);
+    assert_eq!(store.root(version).unwrap().0, reference_root(&model));
+    let report = store.check_integrity(version).unwrap();
+    assert_eq!(report.leaves as usize, model.len());
+    for (key, value) in model.iter().take(100) {
+        assert_eq!(store.get(version, key).unwrap().as_ref(), Some(value));
+    }
+}
+
+#[test]
+fn reopen_after_writes_and_after_an_unwritten_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = MerkleStore::open_rocksdb(dir.path(), &rocks_config(Some(4))).unwrap();
+        for version in 0..10 {
+            store
+                .apply(version, &deterministic_writes(version))
+                .unwrap();
+        }
+        // A crash in the middle of version 10: its batch is built, never written.
+        let prepared = store.prepare(10, &deterministic_writes(10), &[]).unwrap();
+        assert!(!prepared.batch.ops.is_empty());
+        drop(prepared);
+    }
+    let mut store = MerkleStore::open_rocksdb(dir.path(), &rocks_config(Some(4))).unwrap();
+    assert_eq!(store.latest_version(), Some(9));
+    assert_eq!(store.oldest_version(), Some(6));
+    check_against_model(&store, 9);
+    check_against_model(&store, 6);
+    // The store carries on from the last complete version.
+    store.apply(10, &deterministic_writes(10)).unwrap();
+    check_against_model(&store, 10);
+    check_no_leak(&store);
+}
+
+#[test]
+fn open_detects_a_corrupted_root_page() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = MerkleStore::open_rocksdb(dir.path(), &rocks_config(None)).unwrap();
+        store.apply(0, &deterministic_writes(0)).unwrap();
+        // Flip one stored internal hash of the root page.
+        let key = page::NodeKey::on_path(0, 0, &[0; 32]).encode();
+        let mut bytes = store.backend().get(&Column::Nodes, &key).unwrap().unwrap();
+        assert_eq!(bytes[0], 2);
+        bytes[1] ^= 1;
+        let mut batch = Batch::default();
+        batch.put(Column::Nodes, key, bytes);
+        store.backend().write(batch).unwrap();
+    }
+    assert!(matches!(
+        MerkleStore::open_rocksdb(dir.path(), &rocks_config(None)),
+        Err(StoreError::RootMismatch { version: 0, .. } | StoreError::Corrupt { .. })
+    ));
+}
+
+const CRASH_CHILD_DIR: &str = "COMMONS_STORE_CRASH_CHILD_DIR";
+
+/// Runs the store in a child process (this test binary, re-entered through
+/// this same test), kills it with SIGKILL in the middle of its writing, and
+/// reopens: the store is at a complete version at or after the last one the
+/// child reported, and every read matches the model.
+#[test]
+fn reopen_after_process_killed_mid_block() {
+    if let Ok(dir) = std::env::var(CRASH_CHILD_DIR) {
+        crash_child(Path::new(&dir));
+    }
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "store::tests::reopen_after_process_killed_mid_block",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CRASH_CHILD_DIR, dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut reported = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(version) = line.strip_prefix("applied ") {
+            let version: u64 = version.parse().unwrap();
+            reported = Some(version);
+            if version >= 25 {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    let reported = reported.unwrap();
+    let store = MerkleStore::open_rocksdb(dir.path(), &rocks_config(Some(8))).unwrap();
+    let latest = store.latest_version().unwrap();
+    assert!(latest >= reported, "latest {latest} < reported {reported}");
+    check_against_model(&store, latest);
+    check_against_model(&store, store.oldest_version().unwrap());
+}
+
+fn crash_child(dir: &Path) -> ! {
+    let mut store = MerkleStore::open_rocksdb(dir, &rocks_config(Some(8))).unwrap();
+    let mut version = 0;
+    loop {
+        store
+            .apply(version, &deterministic_writes(version))
+            .unwrap();
+        println!("applied {version}");
+        version += 1;
+    }
+}

@@ -1,0 +1,237 @@
+//! The transaction envelope: `SignedTx { body, signatures }`, decoded under
+//! explicit limits. Signed bytes are carried exactly as signed and never
+//! re-encoded; the tx id is `SHA-256(body)`.
+
+use prost::Message;
+
+pub use commons_proto::v1 as pb;
+
+use crate::{
+    ChainId, Domain, Hash, PublicKey, SecretKey, Signature, TypesError, batch::VerifyItem, limits,
+    signing_bytes,
+};
+
+/// A transaction as it travels: the body bytes and who signed them. The first
+/// signer pays the fee and owns the nonce.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedTx {
+    pub body: Vec<u8>,
+    pub signatures: Vec<(PublicKey, Signature)>,
+}
+
+impl SignedTx {
+    /// Decodes an encoded `commons.v1.SignedTx`, refusing anything over
+    /// [`limits::MAX_TX_BYTES`] before parsing it, and malformed keys,
+    /// signatures or signer counts after.
+    pub fn decode(bytes: &[u8]) -> Result<SignedTx, TypesError> {
+        if bytes.len() > limits::MAX_TX_BYTES {
+            return Err(TypesError::TooLarge {
+                what: "transaction",
+                got: bytes.len(),
+                limit: limits::MAX_TX_BYTES,
+            });
+        }
+        let raw = pb::SignedTx::decode(bytes).map_err(|e| TypesError::Decode {
+            what: "transaction",
+            reason: e.to_string(),
+        })?;
+        SignedTx::from_proto(raw)
+    }
+
+    /// Checks a decoded protobuf envelope against the limits.
+    pub fn from_proto(raw: pb::SignedTx) -> Result<SignedTx, TypesError> {
+        if raw.signatures.is_empty() {
+            return Err(TypesError::Decode {
+                what: "transaction",
+                reason: "no signatures".into(),
+            });
+        }
+        if raw.signatures.len() > limits::MAX_TX_SIGNATURES {
+            return Err(TypesError::TooMany {
+                what: "transaction signatures",
+                got: raw.signatures.len(),
+                limit: limits::MAX_TX_SIGNATURES,
+            });
+        }
+        if raw.body.len() > limits::MAX_TX_BYTES {
+            return Err(TypesError::TooLarge {
+                what: "transaction body",
+                got: raw.body.len(),
+                limit: limits::MAX_TX_BYTES,
+            });
+        }
+        let signatures = raw
+            .signatures
+            .iter()
+            .map(|s| {
+                Ok((
+                    PublicKey::from_slice(&s.public_key)?,
+                    Signature::from_slice(&s.signature)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, TypesError>>()?;
+        Ok(SignedTx {
+            body: raw.body.to_vec(),
+            signatures,
+        })
+    }
+
+    pub fn to_proto(&self) -> pb::SignedTx {
+        pb::SignedTx {
+            body: self.body.clone().into(),
+            signatures: self
+                .signatures
+                .iter()
+                .map(|(k, s)| pb::TxSignature {
+                    public_key: k.0.to_vec().into(),
+                    signature: s.0.to_vec().into(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        self.to_proto().encode_to_vec()
+    }
+
+    /// `SHA-256(body)`.
+    pub fn id(&self) -> Hash {
+        Hash::digest(&self.body)
+    }
+
+    /// Signs `body` on `chain` by each of `signers`, in order.
+    pub fn sign(body: Vec<u8>, chain: &ChainId, signers: &[&SecretKey]) -> SignedTx {
+        let signed = signing_bytes(Domain::Tx, chain, &body);
+        let signatures = signers
+            .iter()
+            .map(|k| (k.public_key(), k.sign_raw(&signed)))
+            .collect();
+        SignedTx { body, signatures }
+    }
+
+    /// The bytes every signature on this transaction covers.
+    pub fn signed_bytes(&self, chain: &ChainId) -> Vec<u8> {
+        signing_bytes(Domain::Tx, chain, &self.body)
+    }
+
+    /// The items to batch-verify, borrowing `signed` (from
+    /// [`SignedTx::signed_bytes`]).
+    pub fn verify_items<'a>(
+        &'a self,
+        signed: &'a [u8],
+    ) -> impl Iterator<Item = VerifyItem<'a>> + 'a {
+        self.signatures.iter().map(move |(k, s)| VerifyItem {
+            public_key: *k,
+            signed,
+            signature: *s,
+        })
+    }
+
+    /// Decodes the body. Its size is already bounded by [`SignedTx::decode`].
+    pub fn decode_body(&self) -> Result<pb::TxBody, TypesError> {
+        pb::TxBody::decode(self.body.as_slice()).map_err(|e| TypesError::Decode {
+            what: "transaction body",
+            reason: e.to_string(),
+        })
+    }
+
+    pub fn fee_payer(&self) -> Option<PublicKey> {
+        self.signatures.first().map(|(k, _)| *k)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain() -> ChainId {
+        ChainId::new("tx-test").unwrap()
+    }
+
+    fn body() -> Vec<u8> {
+        pb::TxBody {
+            chain_id: "tx-test".into(),
+            nonce: 1,
+            fee: 10,
+            action: Some(pb::Action {
+                kind: Some(pb::action::Kind::Transfer(pb::Transfer {
+                    to: vec![2; 32].into(),
+                    amount: 5,
+                })),
+            }),
+        }
+        .encode_to_vec()
+    }
+
+    #[test]
+    fn round_trip_keeps_signed_bytes() {
+        let key = SecretKey::from_seed([1; 32]);
+        let tx = SignedTx::sign(body(), &chain(), &[&key]);
+        let back = SignedTx::decode(&tx.encode()).unwrap();
+        assert_eq!(back, tx);
+        assert_eq!(back.id(), Hash::digest(&body()));
+        assert_eq!(back.decode_body().unwrap().nonce, 1);
+        let signed = back.signed_bytes(&chain());
+        let items: Vec<_> = back.verify_items(&signed).collect();
+        assert_eq!(crate::batch::verify_each(&items), vec![true]);
+    }
+
+    #[test]
+    fn over_long_input_is_refused_before_parsing() {
+        let bytes = vec![0u8; limits::MAX_TX_BYTES + 1];
+        let err = SignedTx::decode(&bytes).unwrap_err();
+        assert_eq!(
+            err,
+            TypesError::TooLarge {
+                what: "transaction",
+                got: limits::MAX_TX_BYTES + 1,
+                limit: limits::MAX_TX_BYTES
+            }
+        );
+        assert!(
+            err.to_string().contains("exceeds the limit of 65536 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn malformed_envelopes_are_clear_errors() {
+        assert!(matches!(
+            SignedTx::decode(&[0xff, 0xff, 0xff]),
+            Err(TypesError::Decode {
+                what: "transaction",
+                ..
+            })
+        ));
+        let no_sigs = pb::SignedTx {
+            body: body().into(),
+            signatures: vec![],
+        }
+        .encode_to_vec();
+        assert!(matches!(
+            SignedTx::decode(&no_sigs),
+            Err(TypesError::Decode { .. })
+        ));
+        let short_key = pb::SignedTx {
+            body: body().into(),
+            signatures: vec![pb::TxSignature {
+                public_key: vec![1; 31].into(),
+                signature: vec![0; 64].into(),
+            }],
+        }
+        .encode_to_vec();
+        assert!(matches!(
+            SignedTx::decode(&short_key),
+            Err(TypesError::BadLength {
+                what: "public key",
+                ..
+            })
+        ));
+        let key = SecretKey::from_seed([1; 32]);
+        let many = SignedTx::sign(body(), &chain(), &[&key, &key, &key, &key, &key]);
+        assert!(matches!(
+            SignedTx::decode(&many.encode()),
+            Err(TypesError::TooMany { limit: 4, .. })
+        ));
+    }
+}
