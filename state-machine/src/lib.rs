@@ -3,11 +3,13 @@
 
 #![deny(clippy::unwrap_used)]
 
+pub mod app;
 mod error;
 pub mod ledger;
 pub mod limits;
 pub mod mempool;
 pub mod store;
 
+pub use app::{Application, Applied, Payload, PayloadError};
 pub use error::{LedgerError, TxError};
 pub use mempool::{AdmitError, Mempool};

@@ -278,11 +278,14 @@ impl Mempool {
     /// sender's transactions only in unbroken nonce order from its committed
     /// nonce, within `max_txs` and `max_bytes`. Returns the encoded
     /// transactions.
+    /// Transactions in `exclude` (already in uncommitted blocks) are
+    /// skipped but count as taken for their sender's nonce order.
     pub fn reap(
         &self,
         state: &dyn StateRead,
         max_txs: usize,
         max_bytes: usize,
+        exclude: &BTreeSet<Hash>,
     ) -> Result<Vec<Vec<u8>>, LedgerError> {
         let mut w = Working::new(state);
         let mut next_nonce: BTreeMap<PublicKey, u64> = BTreeMap::new();
@@ -312,6 +315,11 @@ impl Mempool {
             let mut current = Some(entry);
             let mut nonce = expected;
             while let Some(e) = current {
+                if exclude.contains(&e.prepared.id) {
+                    nonce += 1;
+                    current = waiting.remove(&(e.sender, nonce));
+                    continue;
+                }
                 if out.len() >= max_txs || bytes + e.bytes.len() > max_bytes {
                     break;
                 }
@@ -366,6 +374,12 @@ impl Mempool {
             }
         }
         Some(entry)
+    }
+
+    /// Records that `id`'s signatures verified (in a proposal's check), so
+    /// executing its block skips them.
+    pub fn mark_verified(&mut self, id: Hash) {
+        self.verified.insert(id);
     }
 
     /// The decoded transaction, if pending.

@@ -212,7 +212,7 @@ fn validator_set_change_passed_by_vote_reaches_consensus_at_the_epoch_boundary()
     assert!(set.index_of(&newcomer).is_some());
     assert!(set.index_of(&secret(3).public_key()).is_none());
     assert_eq!(set.len(), 4);
-    assert_eq!(chain.ledger.validator_set().unwrap(), set);
+    assert_eq!(chain.ledger.validator_set_in_force().unwrap(), set);
     // And only once.
     assert!(chain.block(vec![]).validator_set_change.is_none());
 }

@@ -146,8 +146,17 @@ impl Ledger {
         Working::new(&self.view()).account(id)
     }
 
-    /// The validator set in force, as the state records it.
-    pub fn validator_set(&self) -> Result<ValidatorSet, LedgerError> {
+    /// The validator set consensus runs with now.
+    pub fn validator_set_in_force(&self) -> Result<ValidatorSet, LedgerError> {
+        let view = self.view();
+        let mut w = Working::new(&view);
+        gov::validator_set_in_force(&mut w)
+    }
+
+    /// The validator set that the next epoch will have if nothing else
+    /// changes: a decided change waiting for the boundary, else the set in
+    /// force.
+    pub fn validator_set_latest(&self) -> Result<ValidatorSet, LedgerError> {
         let view = self.view();
         let mut w = Working::new(&view);
         gov::latest_validator_set(&mut w)

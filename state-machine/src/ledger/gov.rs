@@ -76,6 +76,10 @@ pub mod gkey {
     }
 }
 
+/// The one registered parameter a vote cannot change: consensus fixes its
+/// epoch boundaries from it when it starts.
+const FIXED_AT_GENESIS: &str = "epoch_length_blocks";
+
 type TxResult = Result<Result<(), TxError>, LedgerError>;
 
 fn gov_err(e: commons_governance::GovError) -> TxError {
@@ -328,6 +332,13 @@ pub fn propose(
         Ok(c) => c,
         Err(e) => return Ok(Err(gov_err(e))),
     };
+    if let ProposalAction::ParamChange(changes) = &content.action
+        && changes.iter().any(|c| c.name == FIXED_AT_GENESIS)
+    {
+        return Ok(Err(TxError::Governance(format!(
+            "{FIXED_AT_GENESIS} is fixed at genesis: consensus and the ledger must agree on every epoch boundary"
+        ))));
+    }
     let mut active = load_ids(w, gkey::ACTIVE)?;
     let validators = latest_validator_set(w)?;
     let bonded_total = w.get_u64(gkey::BONDED_TOTAL, "bonded total")?;

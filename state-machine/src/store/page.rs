@@ -115,29 +115,6 @@ impl NodeKey {
         out.extend_from_slice(&self.prefix[..prefix_len]);
         out
     }
-
-    pub fn decode(bytes: &[u8]) -> Result<NodeKey, StoreError> {
-        let bad = || StoreError::corrupt("node key", format!("{} bytes", bytes.len()));
-        if bytes.len() < 9 {
-            return Err(bad());
-        }
-        let version = u64::from_be_bytes(read_array(&bytes[..8]));
-        let depth = usize::from(bytes[8]);
-        let prefix_len = depth.div_ceil(8);
-        if bytes.len() != 9 + prefix_len || !depth.is_multiple_of(PAGE_LEVELS) {
-            return Err(bad());
-        }
-        let mut prefix = [0; HASH_BYTES];
-        prefix[..prefix_len].copy_from_slice(&bytes[9..]);
-        if truncate(&prefix, depth) != prefix {
-            return Err(bad());
-        }
-        Ok(NodeKey {
-            version,
-            depth: depth as u16,
-            prefix,
-        })
-    }
 }
 
 /// `key_hash` with every bit from `depth` on cleared.

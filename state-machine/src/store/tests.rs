@@ -609,8 +609,17 @@ fn proof_decoding_rejects_malformed_bytes() {
 #[test]
 fn non_membership_proofs_of_both_kinds() {
     let mut store = MerkleStore::open_memory();
+    // Key hashes start alice 00, carol 010, dave 011: the paths of keys
+    // starting with bit 1 end at an empty subtree, those starting 00 at alice.
     store
-        .apply(0, &writes_of(&[("alice", Some("1")), ("bob", Some("2"))]))
+        .apply(
+            0,
+            &writes_of(&[
+                ("alice", Some("1")),
+                ("carol", Some("2")),
+                ("dave", Some("3")),
+            ]),
+        )
         .unwrap();
     let root = store.root(0).unwrap().0;
     let mut ends_at_leaf = 0;
