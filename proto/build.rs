@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-const PROTOS: &[&str] = &["commons/v1/tx.proto"];
+const PROTOS: &[&str] = &["commons/v1/tx.proto", "commons/v1/api.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;

@@ -10,6 +10,10 @@ use crate::message::{QuorumCert, TimeoutCert};
 
 /// Strictly more than two thirds of the epoch's power (DESIGN "Quorum").
 pub(crate) fn qc_has_quorum(set: &ValidatorSet, power: u64) -> bool {
+    #[cfg(feature = "mutations")]
+    if crate::mutations::is(crate::mutations::Mutation::QuorumTwoThirdsInclusive) {
+        return 3 * u128::from(power) >= 2 * u128::from(set.total_power());
+    }
     set.is_quorum(power)
 }
 

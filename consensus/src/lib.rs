@@ -111,6 +111,8 @@ mod election;
 mod error;
 pub mod limits;
 pub mod message;
+#[cfg(feature = "mutations")]
+pub mod mutations;
 mod replica;
 mod safety;
 mod time;

@@ -481,7 +481,12 @@ impl Replica {
         // Persist before send: every vote or timeout this replica signed
         // that leaves now is covered by a record handed out with or before
         // it.
-        for m in &ready.messages {
+        #[cfg(feature = "mutations")]
+        let check_covered =
+            !crate::mutations::is(crate::mutations::Mutation::RecordAfterVote);
+        #[cfg(not(feature = "mutations"))]
+        let check_covered = true;
+        for m in ready.messages.iter().filter(|_| check_covered) {
             match &m.message {
                 Message::Vote(v) if Some(v.voter) == self.me => {
                     assert_eq!(self.handed_record.epoch, v.data.epoch);
@@ -557,6 +562,18 @@ impl Replica {
 
     /// The record to hand out in this `Ready`: whenever it changed.
     fn record_for_ready(&mut self) -> Option<SafetyRecord> {
+        #[cfg(feature = "mutations")]
+        if crate::mutations::is(crate::mutations::Mutation::RecordAfterVote) {
+            let me = self.me;
+            let signs = self.out.messages.iter().any(|m| match &m.message {
+                Message::Vote(v) => Some(v.voter) == me,
+                Message::Timeout(t) => Some(t.voter) == me,
+                _ => false,
+            });
+            if signs {
+                return None;
+            }
+        }
         if self.record_dirty {
             self.record_dirty = false;
             Some(self.record.clone())
@@ -1535,6 +1552,13 @@ impl Replica {
 
     fn start_proposal(&mut self) {
         let round = self.round;
+        // A leader that voted (for its own block) or timed out in this round
+        // already proposed in it, before a restart: a second block for the
+        // round would be reported as equivocation evidence.
+        if self.record.last_voted_round >= round {
+            debug!(round = round.0, "already proposed or timed out in this round");
+            return;
+        }
         let justify = self.highest_qc.clone();
         let Some(parent) = self.tree.parent_info(&justify.block_id()) else {
             self.propose_pending = true;

@@ -54,12 +54,25 @@ pub(crate) fn is_safe_to_vote(
 /// since one of those honest signers may hold the QC that commits (Jolteon
 /// §4, safety proof of the view change).
 pub(crate) fn locking_rule_holds(qc_round: Round, tc: &TimeoutCert) -> bool {
+    #[cfg(feature = "mutations")]
+    if crate::mutations::is(crate::mutations::Mutation::LockingRuleDropped) {
+        return true;
+    }
     qc_round >= tc_lock_round(tc)
 }
 
 /// The round a block after `tc` must extend at least: the highest QC round
 /// reported in the TC.
 pub(crate) fn tc_lock_round(tc: &TimeoutCert) -> Round {
+    #[cfg(feature = "mutations")]
+    if crate::mutations::is(crate::mutations::Mutation::TcIgnoresHighestQc) {
+        return tc
+            .entries
+            .iter()
+            .map(|e| e.high_qc_round)
+            .min()
+            .unwrap_or(Round::ZERO);
+    }
     tc.highest_qc_round()
 }
 
@@ -99,6 +112,11 @@ pub(crate) fn is_safe_to_timeout(
 /// parent is in the immediately preceding round commits that parent (and its
 /// ancestors). Returns the block it commits, if any.
 pub(crate) fn commit_rule(qc: &VoteData) -> Option<Hash> {
+    #[cfg(feature = "mutations")]
+    if crate::mutations::is(crate::mutations::Mutation::CommitOneChain) {
+        // The QC's block itself commits: its parent is committed with it.
+        return (qc.round > Round::ZERO).then_some(qc.block_id);
+    }
     if qc.parent_round.next() == qc.round && qc.round > Round::ZERO {
         Some(qc.parent_id)
     } else {

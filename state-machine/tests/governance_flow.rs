@@ -3,6 +3,8 @@
 //! interface for it, `BlockOutcome::validator_set_change`, at the epoch
 //! boundary.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::BTreeMap;
 
 use commons_governance::{

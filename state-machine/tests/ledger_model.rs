@@ -4,6 +4,8 @@
 //! conserve supply, and never take a balance below zero. Also: the same
 //! blocks give the same state roots, on the memory and RocksDB stores.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use commons_state_machine::ledger::state::key;

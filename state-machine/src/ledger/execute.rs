@@ -31,7 +31,7 @@ use crate::ledger::receipt::{Receipt, merkle_root, truncate_message};
 use crate::ledger::state::{
     Lease, Settlement, Unbonding, decode_ids, decode_keys, encode_ids, encode_keys, key,
 };
-use crate::ledger::working::{StateRead, Working, Writes, hex_key};
+use crate::ledger::working::{StateRead, Working, Writes};
 use crate::{LedgerError, TxError};
 
 /// A transaction ready for execution: decoded envelope, id and encoded size.
@@ -211,27 +211,19 @@ fn epoch_boundary(
     if !height.0.is_multiple_of(length) {
         return Ok(None);
     }
-    let Some(bytes) = w.get(key::NEXT_VALIDATORS)? else {
+    let Some(set) = w.get_decoded(key::NEXT_VALIDATORS, gov::decode_validator_set)? else {
         return Ok(None);
     };
-    let set = gov::decode_validator_set(&bytes).map_err(|source| LedgerError::Corrupt {
-        key: hex_key(key::NEXT_VALIDATORS),
-        source,
-    })?;
-    w.put(key::VALIDATORS.to_vec(), bytes);
+    w.put(key::VALIDATORS.to_vec(), gov::encode_validator_set(&set));
     w.delete(key::NEXT_VALIDATORS.to_vec());
     Ok(Some(set))
 }
 
 fn release_unbondings(w: &mut Working<'_>, height: Height) -> Result<(), LedgerError> {
     let due_key = key::unbonding_due(height);
-    let Some(bytes) = w.get(&due_key)? else {
+    let Some(accounts) = w.get_decoded(&due_key, decode_keys)? else {
         return Ok(());
     };
-    let accounts = decode_keys(&bytes).map_err(|source| LedgerError::Corrupt {
-        key: hex_key(&due_key),
-        source,
-    })?;
     for id in accounts {
         let mut account = w.account(&id)?;
         let (due, pending): (Vec<Unbonding>, Vec<Unbonding>) =
@@ -250,13 +242,9 @@ fn release_unbondings(w: &mut Working<'_>, height: Height) -> Result<(), LedgerE
 
 fn expire_leases(w: &mut Working<'_>, height: Height) -> Result<(), LedgerError> {
     let due_key = key::leases_due(height);
-    let Some(bytes) = w.get(&due_key)? else {
+    let Some(ids) = w.get_decoded(&due_key, decode_ids)? else {
         return Ok(());
     };
-    let ids = decode_ids(&bytes).map_err(|source| LedgerError::Corrupt {
-        key: hex_key(&due_key),
-        source,
-    })?;
     for id in ids {
         // Closed early: nothing left to expire.
         let Some(lease) = load_lease(w, id)? else {
@@ -283,16 +271,7 @@ fn corrupt_amount(id: &PublicKey) -> LedgerError {
 }
 
 pub(crate) fn load_lease(w: &mut Working<'_>, id: u64) -> Result<Option<Lease>, LedgerError> {
-    let k = key::lease(id);
-    match w.get(&k)? {
-        Some(bytes) => Lease::decode(&bytes)
-            .map(Some)
-            .map_err(|source| LedgerError::Corrupt {
-                key: hex_key(&k),
-                source,
-            }),
-        None => Ok(None),
-    }
+    w.get_decoded(&key::lease(id), Lease::decode)
 }
 
 /// A transaction's failure, with the fee it still paid.
@@ -554,13 +533,10 @@ impl Exec<'_, '_> {
                 .saturating_add(self.params.unbonding_period_blocks.max(1)),
         );
         let due_key = key::unbonding_due(release);
-        let mut due = match self.w.get(&due_key)? {
-            Some(bytes) => decode_keys(&bytes).map_err(|source| LedgerError::Corrupt {
-                key: hex_key(&due_key),
-                source,
-            })?,
-            None => Vec::new(),
-        };
+        let mut due = self
+            .w
+            .get_decoded(&due_key, decode_keys)?
+            .unwrap_or_default();
         if !due.contains(&who) {
             if due.len() >= limits::MAX_DUE_PER_HEIGHT {
                 return Ok(Err(TxError::SlotFull(release)));
@@ -637,13 +613,10 @@ impl Exec<'_, '_> {
         }
         let end = Height(self.height.0.saturating_add(duration_blocks));
         let due_key = key::leases_due(end);
-        let mut due = match self.w.get(&due_key)? {
-            Some(bytes) => decode_ids(&bytes).map_err(|source| LedgerError::Corrupt {
-                key: hex_key(&due_key),
-                source,
-            })?,
-            None => Vec::new(),
-        };
+        let mut due = self
+            .w
+            .get_decoded(&due_key, decode_ids)?
+            .unwrap_or_default();
         if due.len() >= limits::MAX_DUE_PER_HEIGHT {
             return Ok(Err(TxError::SlotFull(end)));
         }

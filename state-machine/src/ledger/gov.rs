@@ -115,34 +115,22 @@ fn store_proposal(w: &mut Working<'_>, proposal: &Proposal) {
 }
 
 fn load_ids(w: &mut Working<'_>, k: &[u8]) -> Result<Vec<u64>, LedgerError> {
-    match w.get(k)? {
-        Some(bytes) => decode_ids(&bytes).map_err(|source| LedgerError::Corrupt {
-            key: hex_key(k),
-            source,
-        }),
-        None => Ok(Vec::new()),
-    }
+    Ok(w.get_decoded(k, decode_ids)?.unwrap_or_default())
 }
 
 pub fn load_tally(w: &mut Working<'_>, id: u64) -> Result<TallyCounts, LedgerError> {
-    let k = gkey::tally(id);
-    let Some(bytes) = w.get(&k)? else {
-        return Ok(TallyCounts::default());
-    };
-    let mut r = Reader::new(&bytes, "tally");
-    let decode = |r: &mut Reader<'_>| -> Result<TallyCounts, TypesError> {
-        Ok(TallyCounts {
+    let decode = |bytes: &[u8]| -> Result<TallyCounts, TypesError> {
+        let mut r = Reader::new(bytes, "tally");
+        let counts = TallyCounts {
             yes: r.u64()?,
             no: r.u64()?,
             abstain: r.u64()?,
             no_with_veto: r.u64()?,
-        })
+        };
+        r.finish()?;
+        Ok(counts)
     };
-    let counts = decode(&mut r).and_then(|c| r.finish().map(|()| c));
-    counts.map_err(|source| LedgerError::Corrupt {
-        key: hex_key(&k),
-        source,
-    })
+    Ok(w.get_decoded(&gkey::tally(id), decode)?.unwrap_or_default())
 }
 
 fn store_tally(w: &mut Working<'_>, id: u64, c: &TallyCounts) {
@@ -156,15 +144,7 @@ pub fn load_vote(
     id: u64,
     voter: &PublicKey,
 ) -> Result<Option<WeightedVote>, LedgerError> {
-    let k = gkey::vote(id, voter);
-    let Some(bytes) = w.get(&k)? else {
-        return Ok(None);
-    };
-    let vote = decode_vote(&bytes).map_err(|source| LedgerError::Corrupt {
-        key: hex_key(&k),
-        source,
-    })?;
-    Ok(Some(vote))
+    w.get_decoded(&gkey::vote(id, voter), decode_vote)
 }
 
 pub fn encode_vote(vote: &WeightedVote) -> Vec<u8> {
@@ -214,17 +194,7 @@ pub fn decode_validator_set(bytes: &[u8]) -> Result<ValidatorSet, TypesError> {
 }
 
 fn load_validator_set(w: &mut Working<'_>, k: &[u8]) -> Result<Option<ValidatorSet>, LedgerError> {
-    match w.get(k)? {
-        Some(bytes) => {
-            decode_validator_set(&bytes)
-                .map(Some)
-                .map_err(|source| LedgerError::Corrupt {
-                    key: hex_key(k),
-                    source,
-                })
-        }
-        None => Ok(None),
-    }
+    w.get_decoded(k, decode_validator_set)
 }
 
 /// The validator set that changes apply to: the one waiting for the next

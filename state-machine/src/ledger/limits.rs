@@ -6,10 +6,11 @@
 /// below the consensus round timeout.
 pub const MAX_BLOCK_TXS: usize = 10_000;
 
-/// Encoded bytes of all transactions in one block. 10,000 settlements of
-/// ~330 bytes fit with room to spare; the node's network frame limit must
-/// exceed this.
-pub const MAX_BLOCK_BYTES: usize = 8 * 1024 * 1024;
+/// Encoded bytes of all transactions in one block: 10,000 settlements of
+/// ~330 bytes fit. With the payload's framing (12 bytes, plus 4 per
+/// transaction) it must stay within the consensus core's payload limit, or a
+/// full block would be refused by every voter (checked below).
+pub const MAX_BLOCK_BYTES: usize = 4 * 1024 * 1024 - 64 * 1024;
 
 /// Unbonding entries one account may have in flight. Each `Unbond` adds one;
 /// bounding them bounds the account record's size and the work of releasing
@@ -47,5 +48,9 @@ pub const MEMPOOL_NONCE_WINDOW: u64 = 1_024;
 pub const VERIFIED_CACHE_MAX: usize = 2 * MEMPOOL_MAX_TXS;
 
 const _: () = assert!(MAX_BLOCK_TXS <= MEMPOOL_MAX_TXS);
+const _: () = assert!(
+    12 + 4 * MAX_BLOCK_TXS + MAX_BLOCK_BYTES <= commons_consensus::limits::MAX_PAYLOAD_BYTES,
+    "a full block's payload must fit the consensus payload limit"
+);
 const _: () = assert!(MAX_BLOCK_BYTES <= MEMPOOL_MAX_BYTES);
 const _: () = assert!(MEMPOOL_MAX_PER_SENDER as u64 <= MEMPOOL_NONCE_WINDOW);

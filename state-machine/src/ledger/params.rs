@@ -10,7 +10,7 @@ use commons_types::codec::{Reader, Writer};
 
 use crate::LedgerError;
 use crate::ledger::state::key;
-use crate::ledger::working::{Working, hex_key};
+use crate::ledger::working::Working;
 
 /// Longest parameter name stored; registry names are far shorter.
 const MAX_PARAM_NAME_BYTES: usize = 64;
@@ -48,12 +48,8 @@ impl LedgerParams {
 
     /// The parameters stored in `w`'s state.
     pub fn load(w: &mut Working<'_>) -> Result<LedgerParams, LedgerError> {
-        let bytes = w.get(key::PARAMS)?.ok_or_else(|| {
+        let set = w.get_decoded(key::PARAMS, decode_set)?.ok_or_else(|| {
             LedgerError::Store("no parameters in state: genesis not applied".into())
-        })?;
-        let set = decode_set(&bytes).map_err(|source| LedgerError::Corrupt {
-            key: hex_key(key::PARAMS),
-            source,
         })?;
         Ok(LedgerParams::from_set(set))
     }

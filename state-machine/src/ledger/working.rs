@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use commons_types::PublicKey;
+use commons_types::{PublicKey, TypesError};
 
 use crate::LedgerError;
 use crate::ledger::state::{Account, decode_u64, encode_u64, key};
@@ -101,14 +101,26 @@ impl<'a> Working<'a> {
         self.tx.raw.insert(k, None);
     }
 
-    pub fn get_u64(&mut self, k: &[u8], what: &'static str) -> Result<u64, LedgerError> {
+    /// The value under `k`, decoded by `decode`; a value that does not
+    /// decode is corrupt state, not a transaction's fault.
+    pub fn get_decoded<T>(
+        &mut self,
+        k: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<T, TypesError>,
+    ) -> Result<Option<T>, LedgerError> {
         match self.get(k)? {
-            Some(bytes) => decode_u64(&bytes, what).map_err(|source| LedgerError::Corrupt {
-                key: hex_key(k),
-                source,
-            }),
-            None => Ok(0),
+            Some(bytes) => decode(&bytes)
+                .map(Some)
+                .map_err(|source| LedgerError::Corrupt {
+                    key: hex_key(k),
+                    source,
+                }),
+            None => Ok(None),
         }
+    }
+
+    pub fn get_u64(&mut self, k: &[u8], what: &'static str) -> Result<u64, LedgerError> {
+        Ok(self.get_decoded(k, |b| decode_u64(b, what))?.unwrap_or(0))
     }
 
     pub fn put_u64(&mut self, k: &[u8], v: u64) {

@@ -36,6 +36,9 @@ impl Column {
 /// names (nor RocksDB's "default").
 pub const RESERVED_COLUMN_FAMILIES: [&str; 4] = ["nodes", "values", "meta", "default"];
 
+/// Key-value pairs in key order, as a scan returns them.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// One write of a batch: `None` deletes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatchOp {
@@ -83,12 +86,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn write(&self, batch: Batch) -> Result<(), StoreError>;
 
     /// Up to `limit` entries with keys `>= from`, in key order.
-    fn scan(
-        &self,
-        column: &Column,
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError>;
+    fn scan(&self, column: &Column, from: &[u8], limit: usize) -> Result<Entries, StoreError>;
 
     /// Whether `column` exists in this backend.
     fn has_column(&self, column: &Column) -> bool;
@@ -98,8 +96,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
 /// Used by tests and the simulator; it stores the same bytes RocksDB would.
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
-    columns: RwLock<BTreeMap<Column, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    columns: RwLock<BTreeMap<Column, ColumnMap>>,
 }
+
+type ColumnMap = BTreeMap<Vec<u8>, Vec<u8>>;
 
 impl MemoryBackend {
     /// A backend with the tree's column families and `extra` ones.
@@ -159,12 +159,7 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn scan(
-        &self,
-        column: &Column,
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, column: &Column, from: &[u8], limit: usize) -> Result<Entries, StoreError> {
         let columns = self.columns.read().map_err(|_| Self::poisoned())?;
         let map = columns
             .get(column)

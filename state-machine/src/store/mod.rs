@@ -99,7 +99,9 @@ use std::thread::JoinHandle;
 
 use commons_types::Hash;
 
-pub use backend::{Backend, Batch, BatchOp, Column, MemoryBackend, RESERVED_COLUMN_FAMILIES};
+pub use backend::{
+    Backend, Batch, BatchOp, Column, Entries, MemoryBackend, RESERVED_COLUMN_FAMILIES,
+};
 pub use error::StoreError;
 pub use proof::{Proof, ProofDecodeError, ProofError, ProofLeaf, verify_proof};
 pub use rocks::RocksBackend;
@@ -205,7 +207,7 @@ pub(crate) struct PreparedVersion {
     root: Slot,
     oldest: u64,
     batch: Batch,
-    new_pages: Vec<(NodeKey, Page)>,
+    new_pages: Vec<(NodeKey, Arc<Page>)>,
 }
 
 impl MerkleStore {
@@ -426,7 +428,7 @@ impl MerkleStore {
         column_family: &str,
         from: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Entries, StoreError> {
         let column = self.extra_column(column_family)?;
         self.backend
             .scan(&column, from, limit.min(MAX_STORE_SCAN_ENTRIES))
@@ -514,13 +516,13 @@ impl MerkleStore {
         // same one; then the hashing, in parallel.
         for (key, value) in writes {
             check_key(key)?;
-            if let Some(value) = value {
-                if value.len() > MAX_STORE_VALUE_BYTES {
-                    return Err(StoreError::ValueTooLarge {
-                        len: value.len(),
-                        max: MAX_STORE_VALUE_BYTES,
-                    });
-                }
+            if let Some(value) = value
+                && value.len() > MAX_STORE_VALUE_BYTES
+            {
+                return Err(StoreError::ValueTooLarge {
+                    len: value.len(),
+                    max: MAX_STORE_VALUE_BYTES,
+                });
             }
         }
         let mut ops: Vec<Op<'_>> = {
@@ -535,7 +537,7 @@ impl MerkleStore {
                 })
                 .collect()
         };
-        ops.sort_unstable_by(|a, b| a.key_hash.cmp(&b.key_hash));
+        ops.sort_unstable_by_key(|op| op.key_hash);
         if let Some(pair) = ops
             .windows(2)
             .find(|pair| pair[0].key_hash == pair[1].key_hash)
@@ -623,7 +625,7 @@ impl MerkleStore {
         {
             let mut cache = self.lock_cache();
             for (key, page) in new_pages {
-                cache.insert(key, Arc::new(page));
+                cache.insert(key, page);
             }
         }
         self.latest = Some(version);
@@ -1165,10 +1167,10 @@ impl Pruner {
     fn stop(mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.wake = None;
-        if let Some(handle) = self.handle.take() {
-            if handle.join().is_err() {
-                tracing::warn!("state pruner thread panicked");
-            }
+        if let Some(handle) = self.handle.take()
+            && handle.join().is_err()
+        {
+            tracing::warn!("state pruner thread panicked");
         }
     }
 }

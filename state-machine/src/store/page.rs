@@ -122,7 +122,7 @@ pub(crate) fn truncate(key_hash: &Hash32, depth: usize) -> Hash32 {
     let mut out = [0; HASH_BYTES];
     let whole = depth / 8;
     out[..whole].copy_from_slice(&key_hash[..whole]);
-    if depth % 8 != 0 {
+    if !depth.is_multiple_of(8) {
         out[whole] = key_hash[whole] & (0xffu8 << (8 - depth % 8));
     }
     out
@@ -170,7 +170,8 @@ impl Page {
     /// `key_hash || value_hash || value_version`, for an internal slot its
     /// hash (then its two children), for a child page its hash and version.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(256);
+        // Upper bound: 15 internal slots (33 bytes) and 16 leaves (73 bytes).
+        let mut out = Vec::with_capacity(2048);
         self.encode_slot(0, &mut out);
         out
     }

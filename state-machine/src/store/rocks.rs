@@ -16,7 +16,7 @@ use rocksdb::{
 };
 
 use super::StoreError;
-use super::backend::{Backend, Batch, Column};
+use super::backend::{Backend, Batch, Column, Entries};
 
 /// RocksDB tuning the store exposes; see [`super::StoreConfig`].
 #[derive(Clone, Debug)]
@@ -112,12 +112,7 @@ impl Backend for RocksBackend {
         Ok(())
     }
 
-    fn scan(
-        &self,
-        column: &Column,
-        from: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+    fn scan(&self, column: &Column, from: &[u8], limit: usize) -> Result<Entries, StoreError> {
         let handle = self.handle(column)?;
         let mode = rocksdb::IteratorMode::From(from, rocksdb::Direction::Forward);
         let mut out = Vec::new();

@@ -351,7 +351,7 @@ fn run_scenario(store: &mut MerkleStore, scenario: &Scenario) -> Vec<Model> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn memory_store_matches_model(scenario in scenario(14)) {
@@ -386,7 +386,7 @@ proptest! {
 
 proptest! {
     // RocksDB cases open a database each: fewer of them.
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
     fn memory_and_rocksdb_store_the_same_bytes(scenario in scenario(10)) {
@@ -425,7 +425,7 @@ fn thousands_of_keys_across_pages() {
         let mut writes = Writes::new();
         for i in 0..3000u64 {
             let k = (i * 7 + version * 1319) % 5000;
-            let value = if (i + version) % 5 == 0 {
+            let value = if (i + version).is_multiple_of(5) {
                 None
             } else {
                 Some(format!("{version}:{i}").into_bytes())
@@ -444,6 +444,30 @@ fn thousands_of_keys_across_pages() {
         assert_eq!(got.as_ref(), Some(value));
         verify_proof(&store.root(7).unwrap().0, key, Some(value), &proof).unwrap();
     }
+    check_no_leak(&store);
+    // One version deletes all keys but one (the parallel root update
+    // collapses everything into a leaf), the next deletes the last one.
+    let survivor = model.keys().next().unwrap().clone();
+    let writes: Writes = model
+        .keys()
+        .filter(|k| **k != survivor)
+        .map(|k| (k.clone(), None))
+        .collect();
+    model_apply(&mut model, &writes);
+    assert_eq!(model.len(), 1);
+    let root = store.apply(8, &writes).unwrap();
+    assert_eq!(root.0, reference_root(&model));
+    assert_eq!(
+        store.check_integrity(8).unwrap(),
+        IntegrityReport {
+            leaves: 1,
+            pages: 0
+        }
+    );
+    let root = store
+        .apply(9, &[(survivor, None)].into_iter().collect())
+        .unwrap();
+    assert_eq!(root, Hash([0; 32]));
     check_no_leak(&store);
 }
 
@@ -465,6 +489,8 @@ fn page_cache_stays_bounded() {
 
 // ---- errors and limits ----
 
+type ErrorCheck = fn(&StoreError) -> bool;
+
 #[test]
 fn bad_input_is_refused_and_changes_nothing() {
     let mut store = MerkleStore::open_memory();
@@ -477,7 +503,7 @@ fn bad_input_is_refused_and_changes_nothing() {
     ));
     store.apply(0, &writes_of(&[("a", Some("1"))])).unwrap();
     let root = store.latest_root();
-    let cases: Vec<(u64, Writes, fn(&StoreError) -> bool)> = vec![
+    let cases: Vec<(u64, Writes, ErrorCheck)> = vec![
         (0, Writes::new(), |e| {
             matches!(
                 e,
@@ -742,7 +768,7 @@ fn deterministic_writes(version: u64) -> Writes {
     let mut writes = Writes::new();
     for i in 0..200u64 {
         let k = (version * 131 + i * 17) % 3000;
-        let value = if (version + i) % 6 == 0 {
+        let value = if (version + i).is_multiple_of(6) {
             None
         } else {
             Some(format!("v{version}-{i}").into_bytes())

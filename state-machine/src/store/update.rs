@@ -8,6 +8,8 @@
 //! empty. A write costs one hash per level on its path, and levels shared by
 //! several writes of the block are hashed once: O(writes × log n).
 
+use std::sync::Arc;
+
 use super::page::{LeafEntry, NodeKey, PAGE_LEVELS, Page, Slot, holds_two_leaves, slot_depth};
 use super::proof::{self, EMPTY_HASH};
 use super::{MerkleStore, StoreError};
@@ -26,7 +28,7 @@ pub(crate) struct Op<'w> {
 pub(crate) struct Update<'s, 'w> {
     store: &'s MerkleStore,
     version: u64,
-    pub new_pages: Vec<(NodeKey, Page)>,
+    pub new_pages: Vec<(NodeKey, Arc<Page>)>,
     pub new_values: Vec<(Hash32, &'w [u8])>,
     pub stale_nodes: Vec<NodeKey>,
     pub stale_values: Vec<(u64, Hash32)>,
@@ -57,13 +59,13 @@ impl<'s, 'w> Update<'s, 'w> {
         if ops.is_empty() {
             return Ok(root);
         }
-        if ops.len() >= PARALLEL_OPS_MIN {
-            if let Slot::Child { hash, version } = root {
-                let key = NodeKey::on_path(version, 0, &ops[0].key_hash);
-                let page = self.store.load_page(&key, &hash)?;
-                if is_full(&page) {
-                    return self.update_full_root(root, key, Page::clone(&page), ops);
-                }
+        if let Slot::Child { hash, version } = root
+            && ops.len() >= PARALLEL_OPS_MIN
+        {
+            let key = NodeKey::on_path(version, 0, &ops[0].key_hash);
+            let page = self.store.load_page(&key, &hash)?;
+            if is_full(&page) {
+                return self.update_full_root(root, key, Page::clone(&page), ops);
             }
         }
         self.update_page(root, 0, ops)
@@ -164,16 +166,16 @@ impl<'s, 'w> Update<'s, 'w> {
         let root = page.slots[0];
         match root {
             Slot::Internal(hash) => {
-                if let Slot::Child { hash: old_hash, .. } = current {
-                    if old_hash == hash {
-                        // Deletes of absent keys, rewrites of equal values:
-                        // the subtree is unchanged, keep the stored page.
-                        return Ok(current);
-                    }
+                if let Slot::Child { hash: old_hash, .. } = current
+                    && old_hash == hash
+                {
+                    // Deletes of absent keys, rewrites of equal values: the
+                    // subtree is unchanged, keep the stored page.
+                    return Ok(current);
                 }
                 self.stale_nodes.extend(old_key);
                 let key = NodeKey::on_path(self.version, depth, path);
-                self.new_pages.push((key, page));
+                self.new_pages.push((key, Arc::new(page)));
                 Ok(Slot::Child {
                     hash,
                     version: self.version,

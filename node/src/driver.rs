@@ -1,0 +1,667 @@
+//! The driver: the one task that owns the consensus [`Replica`] and is the
+//! only writer of the [`Application`], following the consensus crate's
+//! driver contract to the letter:
+//!
+//! after every `handle`, drain `poll_ready`; for each `Ready`
+//! 1. persist the record, QCs and blocks in one fsynced batch
+//!    ([`storage::persist`]),
+//! 2. then queue its messages on the transport,
+//! 3. then apply its committed blocks in order, each with its receipts, tx
+//!    index, height index and last-applied marker in the same atomic batch as
+//!    its state version,
+//! 4. then answer its requests as later inputs, and turn evidence into an
+//!    `Evidence` transaction.
+//!
+//! Inputs arrive on channels: peer messages and gossip from the transport,
+//! submissions from the gRPC API, and the timer at `poll_deadline`. Block
+//! timestamps come from the wall clock in Unix milliseconds, which is also
+//! the `now` the replica sees (only differences and bounds matter to it).
+//!
+//! A storage or execution failure stops the node: continuing could send a
+//! vote whose record is not durable or diverge from the committed chain.
+//! The store's batches are atomic, so a restart resumes from the last
+//! complete step.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use commons_consensus::{
+    Block, Destination, Evidence, Input, Message, Millis, Ready, Reject, Replica, Request,
+    SyncRequest, SyncResponse,
+};
+use commons_state_machine::ledger::{LedgerParams, PreparedTx, Receipt, Working, execute_block};
+use commons_state_machine::{AdmitError, Application, LedgerError, Payload};
+use commons_types::tx::{SignedTx, pb};
+use commons_types::{ChainId, Hash, Height, PublicKey, SecretKey};
+use prost::Message as _;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tracing::{debug, error, info, trace, warn};
+
+use crate::limits;
+use crate::metrics::Metrics;
+use crate::storage::{self, StorageError};
+use crate::transport::{self, PeerEvent, TransportHandle};
+
+/// Why the driver stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("ledger: {0}")]
+    Ledger(#[from] LedgerError),
+    #[error("consensus refused the application's answer: {0}")]
+    Consensus(Reject),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+/// A committed, executed block, as subscribers see it.
+#[derive(Debug)]
+pub struct CommittedEvent {
+    pub block: Block,
+    pub txs: Vec<(Hash, SignedTx)>,
+    pub receipts: Vec<Receipt>,
+    pub state_root: Hash,
+}
+
+/// The admission verdict of one submitted transaction.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    /// `None` when the envelope does not decode.
+    pub tx_id: Option<Hash>,
+    pub result: Result<(), AdmitError>,
+}
+
+/// A client submission, answered with one verdict per transaction.
+#[derive(Debug)]
+pub struct Submission {
+    pub txs: Vec<Vec<u8>>,
+    pub reply: oneshot::Sender<Result<Vec<Verdict>, String>>,
+}
+
+/// Rejected transaction ids and why, bounded, for `GetTxStatus`.
+#[derive(Debug, Default)]
+pub struct RejectedCache {
+    by_id: BTreeMap<Hash, String>,
+    order: VecDeque<Hash>,
+}
+
+impl RejectedCache {
+    pub fn insert(&mut self, id: Hash, reason: String) {
+        if self.by_id.insert(id, reason).is_none() {
+            self.order.push_back(id);
+            while self.order.len() > limits::REJECTED_REMEMBERED {
+                if let Some(old) = self.order.pop_front() {
+                    self.by_id.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn get(&self, id: &Hash) -> Option<&String> {
+        self.by_id.get(id)
+    }
+}
+
+/// What the driver shares with the API: the application behind a lock (the
+/// driver is its only writer), the committed-block feed and a few gauges.
+#[derive(Debug)]
+pub struct Shared {
+    pub app: RwLock<Application>,
+    pub chain: ChainId,
+    pub events: broadcast::Sender<Arc<CommittedEvent>>,
+    pub rejected: Mutex<RejectedCache>,
+    pub submissions: mpsc::Sender<Submission>,
+    pub metrics: Metrics,
+    pub epoch: AtomicU64,
+    pub round: AtomicU64,
+}
+
+impl Shared {
+    pub fn read_app(&self) -> std::sync::RwLockReadGuard<'_, Application> {
+        self.app.read().unwrap_or_else(|p| p.into_inner())
+    }
+    fn write_app(&self) -> std::sync::RwLockWriteGuard<'_, Application> {
+        self.app.write().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub fn now_ms() -> Millis {
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    Millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+#[derive(Debug)]
+pub struct Driver {
+    replica: Replica,
+    key: SecretKey,
+    shared: Arc<Shared>,
+    transport: TransportHandle,
+    answers: VecDeque<Input>,
+    gossip: Vec<Vec<u8>>,
+    empty_block_interval_ms: u64,
+    /// A proposal held back while the mempool is empty: when to make it.
+    delayed_payload: Option<(Millis, Request)>,
+}
+
+impl Driver {
+    pub fn new(
+        replica: Replica,
+        key: SecretKey,
+        shared: Arc<Shared>,
+        transport: TransportHandle,
+        empty_block_interval_ms: u64,
+    ) -> Driver {
+        Driver {
+            replica,
+            key,
+            shared,
+            transport,
+            answers: VecDeque::new(),
+            gossip: Vec::new(),
+            empty_block_interval_ms,
+            delayed_payload: None,
+        }
+    }
+
+    /// Runs until `shutdown` fires or a fatal error.
+    pub async fn run(
+        mut self,
+        mut peer_events: mpsc::Receiver<PeerEvent>,
+        mut submissions: mpsc::Receiver<Submission>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), DriverError> {
+        tokio::task::block_in_place(|| self.step(Input::Tick))?;
+        let mut gossip_timer =
+            tokio::time::interval(Duration::from_millis(limits::GOSSIP_FLUSH_MS));
+        gossip_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let deadline = match (self.replica.poll_deadline(), &self.delayed_payload) {
+                (Some(a), Some((b, _))) => Some(a.min(*b)),
+                (a, b) => a.or(b.as_ref().map(|(at, _)| *at)),
+            };
+            let sleep = match deadline {
+                Some(deadline) => {
+                    Duration::from_millis(deadline.as_u64().saturating_sub(now_ms().as_u64()))
+                }
+                None => Duration::from_secs(3600),
+            };
+            tokio::select! {
+                event = peer_events.recv() => {
+                    let Some(event) = event else { return Ok(()) };
+                    tokio::task::block_in_place(|| self.on_peer_event(event))?;
+                }
+                submission = submissions.recv() => {
+                    let Some(submission) = submission else { return Ok(()) };
+                    tokio::task::block_in_place(|| self.on_submission(submission));
+                }
+                _ = tokio::time::sleep(sleep) => {
+                    tokio::task::block_in_place(|| self.on_timer())?;
+                }
+                _ = gossip_timer.tick() => self.flush_gossip(),
+                _ = shutdown.changed() => {
+                    info!("driver stopping");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self) -> Result<(), DriverError> {
+        if let Some((at, _)) = &self.delayed_payload
+            && *at <= now_ms()
+            && let Some((_, request)) = self.delayed_payload.take()
+            && let Some(answer) = self.make_payload(request)?
+        {
+            self.answers.push_back(answer);
+        }
+        self.step(Input::Tick)
+    }
+
+    fn flush_gossip(&mut self) {
+        if self.gossip.is_empty() {
+            return;
+        }
+        let peers = self.peer_keys();
+        for chunk in self.gossip.chunks(limits::GOSSIP_BATCH_TXS) {
+            self.transport
+                .send_all(peers.iter(), transport::txs_frame(chunk));
+        }
+        self.gossip.clear();
+    }
+
+    /// Every validator of the epoch and every connected peer (validators
+    /// about to join included), except this node.
+    fn peer_keys(&self) -> Vec<PublicKey> {
+        let me = self.key.public_key();
+        let mut keys: Vec<PublicKey> = self
+            .replica
+            .validator_set()
+            .validators()
+            .iter()
+            .map(|v| v.public_key)
+            .chain(self.transport.connected())
+            .filter(|k| *k != me)
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+
+    fn on_submission(&mut self, submission: Submission) {
+        let verdicts = self.admit(submission.txs, true);
+        let _ = submission.reply.send(verdicts.map_err(|e| e.to_string()));
+    }
+
+    /// Admits `raw` to the mempool; admitted ones are gossiped when `gossip`.
+    fn admit(&mut self, raw: Vec<Vec<u8>>, gossip: bool) -> Result<Vec<Verdict>, LedgerError> {
+        let ids: Vec<Option<Hash>> = raw
+            .iter()
+            .map(|t| SignedTx::decode(t).ok().map(|t| t.id()))
+            .collect();
+        let results = {
+            let mut app = self.shared.write_app();
+            let results = app.submit(raw.clone())?;
+            self.shared.metrics.mempool_txs.set(app.mempool().len() as i64);
+            results
+        };
+        let mut verdicts = Vec::with_capacity(results.len());
+        for ((result, tx_id), bytes) in results.into_iter().zip(ids).zip(raw) {
+            match &result {
+                Ok(_) => {
+                    // A proposal waiting for transactions can go now.
+                    if let Some((at, _)) = &mut self.delayed_payload {
+                        *at = Millis::ZERO;
+                    }
+                    if gossip && self.gossip.len() < limits::GOSSIP_PENDING_TXS {
+                        self.gossip.push(bytes);
+                    }
+                }
+                Err(e) => {
+                    self.shared.metrics.mempool_rejects.inc();
+                    if gossip
+                        && let Some(id) = tx_id
+                        && !matches!(e, AdmitError::Duplicate(_) | AdmitError::Full { .. })
+                    {
+                        let mut rejected =
+                            self.shared.rejected.lock().unwrap_or_else(|p| p.into_inner());
+                        rejected.insert(id, e.to_string());
+                    }
+                }
+            }
+            verdicts.push(Verdict {
+                tx_id,
+                result: result.map(|_| ()),
+            });
+        }
+        Ok(verdicts)
+    }
+
+    fn on_peer_event(&mut self, event: PeerEvent) -> Result<(), DriverError> {
+        match event {
+            PeerEvent::Txs { from, txs } => {
+                trace!(peer = %from, count = txs.len(), "gossiped transactions");
+                // Peers gossip what they admitted; no re-gossip (full mesh).
+                self.admit(txs, false)?;
+                Ok(())
+            }
+            PeerEvent::Message { from, message } => self.on_message(from, message),
+        }
+    }
+
+    fn on_message(&mut self, from: PublicKey, message: Message) -> Result<(), DriverError> {
+        let request = match &message {
+            Message::SyncRequest(r) => Some(r.clone()),
+            _ => None,
+        };
+        let result = self.replica.handle(now_ms(), Input::Message { from, message });
+        if let Err(reject) = &result {
+            match (reject, &request) {
+                // Older than the core's in-memory window: serve from the store.
+                (Reject::Unexpected { .. }, Some(SyncRequest::Committed { epoch, from_height }))
+                | (Reject::UnknownBlock { .. }, Some(SyncRequest::Committed { epoch, from_height })) => {
+                    self.serve_committed(from, *epoch, *from_height)?;
+                }
+                (Reject::UnknownBlock { .. }, Some(SyncRequest::Ancestors { id, count })) => {
+                    self.serve_ancestors(from, *id, *count)?;
+                }
+                (
+                    Reject::Decode(_)
+                    | Reject::BadSignature { .. }
+                    | Reject::MalformedBlock { .. }
+                    | Reject::MalformedCertificate { .. }
+                    | Reject::NoQuorum { .. },
+                    _,
+                ) => {
+                    self.shared.metrics.invalid_messages.inc();
+                    self.transport
+                        .penalize(&from, limits::SCORE_INVALID_MESSAGE, "invalid message");
+                    debug!(peer = %from, error = %reject, "invalid consensus message");
+                }
+                _ => trace!(peer = %from, error = %reject, "message refused"),
+            }
+        }
+        self.drain()
+    }
+
+    fn serve_committed(
+        &mut self,
+        to: PublicKey,
+        epoch: commons_types::Epoch,
+        from: Height,
+    ) -> Result<(), DriverError> {
+        let range = {
+            let app = self.shared.read_app();
+            storage::committed_range(app.ledger().store(), epoch, from)?
+        };
+        if let Some((blocks, commit_qc)) = range {
+            debug!(peer = %to, from = from.0, count = blocks.len(), "serving committed blocks from the store");
+            let message = Message::SyncResponse(SyncResponse::Committed { blocks, commit_qc });
+            self.transport.send(&to, transport::message_frame(&message));
+        }
+        Ok(())
+    }
+
+    fn serve_ancestors(&mut self, to: PublicKey, id: Hash, count: u16) -> Result<(), DriverError> {
+        let blocks = {
+            let app = self.shared.read_app();
+            storage::ancestors(app.ledger().store(), &id, count)?
+        };
+        if !blocks.is_empty() {
+            let message = Message::SyncResponse(SyncResponse::Ancestors { blocks });
+            self.transport.send(&to, transport::message_frame(&message));
+        }
+        Ok(())
+    }
+
+    /// Feeds one input, then drains, then feeds the answers it produced.
+    fn step(&mut self, input: Input) -> Result<(), DriverError> {
+        if let Err(e) = self.replica.handle(now_ms(), input) {
+            debug!(error = %e, "input refused");
+        }
+        self.drain()
+    }
+
+    fn drain(&mut self) -> Result<(), DriverError> {
+        // Bounded: each answer is produced by a request of a Ready, and the
+        // core asks at most a few questions per input.
+        loop {
+            while let Some(ready) = self.replica.poll_ready() {
+                self.on_ready(ready)?;
+            }
+            let Some(answer) = self.answers.pop_front() else {
+                break;
+            };
+            if let Err(e) = self.replica.handle(now_ms(), answer) {
+                // An answer can go stale (the round moved on): harmless.
+                debug!(error = %e, "answer refused");
+            }
+        }
+        self.shared
+            .round
+            .store(self.replica.round().0, Ordering::Relaxed);
+        self.shared
+            .epoch
+            .store(self.replica.epoch().0, Ordering::Relaxed);
+        self.shared.metrics.round.set(self.replica.round().0 as i64);
+        self.shared.metrics.epoch.set(self.replica.epoch().0 as i64);
+        Ok(())
+    }
+
+    fn on_ready(&mut self, ready: Ready) -> Result<(), DriverError> {
+        // 1. Persist, durably, before anything of this Ready leaves.
+        {
+            let app = self.shared.read_app();
+            storage::persist(app.ledger().store(), &ready.persist)?;
+        }
+        // 2. Send.
+        for out in &ready.messages {
+            let frame = transport::message_frame(&out.message);
+            match &out.to {
+                Destination::Broadcast => {
+                    let peers: Vec<PublicKey> = self
+                        .replica
+                        .validator_set()
+                        .validators()
+                        .iter()
+                        .map(|v| v.public_key)
+                        .collect();
+                    self.transport.send_all(peers.iter(), frame);
+                }
+                Destination::To(key) => {
+                    self.transport.send(key, frame);
+                }
+            }
+        }
+        // 3. Apply committed blocks in order.
+        for block in &ready.committed {
+            self.apply(block)?;
+        }
+        // 4. Answer requests (as later inputs) and report evidence.
+        for request in ready.requests {
+            if let Some(answer) = self.answer(request)? {
+                self.answers.push_back(answer);
+            }
+        }
+        for evidence in ready.evidence {
+            self.report_evidence(&evidence);
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, block: &Block) -> Result<(), DriverError> {
+        let txs: Vec<PreparedTx> = match Payload::decode(block.payload()) {
+            Ok(p) => p
+                .txs
+                .iter()
+                .filter_map(|t| PreparedTx::decode(t).ok())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut app = self.shared.write_app();
+        let expected = app.ledger().height().next();
+        if block.height() < expected {
+            // Applied before a crash; the core re-delivers after
+            // `Restart::last_applied`, which the store keeps exactly.
+            return Err(DriverError::Internal(format!(
+                "block {} delivered again; last applied is {}",
+                block.height(),
+                expected.0 - 1
+            )));
+        }
+        // The receipts go into the block's own batch, so compute them first
+        // (execution is a pure function of the previous state), then execute
+        // for real with them as extra writes, and check both agree.
+        let preview = execute_block(
+            &app.ledger().view(),
+            app.chain_id(),
+            block.height(),
+            &txs,
+            app.mempool(),
+        )?;
+        let extra = storage::applied_writes(app.ledger().store(), block, &txs, &preview.receipts)?;
+        let applied = app.apply(block, &extra)?;
+        if applied.receipts != preview.receipts {
+            return Err(DriverError::Internal(format!(
+                "execution of block {} is not deterministic",
+                block.height()
+            )));
+        }
+        self.shared.metrics.mempool_txs.set(app.mempool().len() as i64);
+        drop(app);
+        let metrics = &self.shared.metrics;
+        metrics.height.set(block.height().0 as i64);
+        metrics.committed_blocks.inc();
+        metrics.committed_txs.inc_by(txs.len() as u64);
+        let latency_ms = now_ms().as_u64().saturating_sub(block.timestamp_ms());
+        metrics
+            .commit_latency_seconds
+            .observe(latency_ms as f64 / 1000.0);
+        debug!(
+            height = block.height().0,
+            round = block.round().0,
+            txs = txs.len(),
+            "applied"
+        );
+        let event = CommittedEvent {
+            block: block.clone(),
+            txs: txs.into_iter().map(|t| (t.id, t.tx)).collect(),
+            receipts: applied.receipts,
+            state_root: applied.state_root,
+        };
+        // No subscriber is fine.
+        let _ = self.shared.events.send(Arc::new(event));
+        Ok(())
+    }
+
+    fn answer(&mut self, request: Request) -> Result<Option<Input>, DriverError> {
+        match request {
+            request @ Request::NeedPayload { .. } => {
+                let idle = self.shared.read_app().mempool().is_empty();
+                if idle && self.empty_block_interval_ms > 0 {
+                    let Request::NeedPayload { parent, .. } = &request else {
+                        return Ok(None);
+                    };
+                    let parent_ms = self.replica.block(parent).map_or(0, |b| b.timestamp_ms());
+                    let at = Millis(parent_ms).plus(self.empty_block_interval_ms);
+                    if at > now_ms() {
+                        self.delayed_payload = Some((at, request));
+                        return Ok(None);
+                    }
+                }
+                self.make_payload(request)
+            }
+            Request::ValidatePayload { block } => {
+                let parent = self.replica.block(&block.parent_id()).cloned();
+                let verdict = self.shared.write_app().validate(&block, parent.as_ref());
+                if let Err(e) = &verdict {
+                    debug!(height = block.height().0, round = block.round().0, error = %e, "payload refused");
+                }
+                Ok(Some(Input::PayloadValidated {
+                    block_id: block.id(),
+                    valid: verdict.is_ok(),
+                }))
+            }
+            Request::NeedValidatorSet {
+                epoch,
+                block_id,
+                height,
+            } => {
+                let app = self.shared.read_app();
+                if app.ledger().height() != height {
+                    return Err(DriverError::Internal(format!(
+                        "validator set asked for at height {height}, executed {}",
+                        app.ledger().height()
+                    )));
+                }
+                let new_set = app.validator_set()?;
+                storage::store_epoch_set(app.ledger().store(), epoch, &new_set)?;
+                info!(
+                    epoch = epoch.0,
+                    height = height.0,
+                    validators = new_set.len(),
+                    "epoch change"
+                );
+                Ok(Some(Input::EpochChange {
+                    epoch,
+                    block_id,
+                    new_set,
+                }))
+            }
+        }
+    }
+
+    /// The answer to `NeedPayload`: a payload of mempool transactions not
+    /// already in the uncommitted ancestors.
+    fn make_payload(&mut self, request: Request) -> Result<Option<Input>, DriverError> {
+        let Request::NeedPayload {
+            round,
+            parent,
+            parent_height,
+        } = request
+        else {
+            return Ok(None);
+        };
+        if self.replica.round() != round {
+            return Ok(None);
+        }
+        let parent_block = self.replica.block(&parent).cloned();
+        let mut pending: Vec<Block> = Vec::new();
+        let committed = self.replica.committed_height();
+        let mut cursor = parent_block.clone();
+        while let Some(b) = cursor {
+            if b.height() <= committed {
+                break;
+            }
+            cursor = self.replica.block(&b.parent_id()).cloned();
+            pending.push(b);
+        }
+        let refs: Vec<&Block> = pending.iter().collect();
+        let app = self.shared.read_app();
+        let (payload, state_root) = app.propose(parent_block.as_ref(), &refs)?;
+        trace!(round = round.0, parent_height = parent_height.0, "payload");
+        Ok(Some(Input::Payload {
+            round,
+            parent,
+            payload,
+            state_root,
+        }))
+    }
+
+    /// Hands equivocation evidence to the ledger as an `Evidence`
+    /// transaction signed by this validator, admitted here and gossiped.
+    fn report_evidence(&mut self, evidence: &Evidence) {
+        self.shared.metrics.evidence.inc();
+        warn!("equivocation evidence from consensus; submitting it to the ledger");
+        let tx = {
+            let app = self.shared.read_app();
+            let me = self.key.public_key();
+            let nonce = match app.ledger().account(&me) {
+                Ok(a) => a.nonce,
+                Err(e) => {
+                    error!(error = %e, "cannot read this validator's account for evidence");
+                    return;
+                }
+            };
+            let view = app.ledger().view();
+            let params = match LedgerParams::load(&mut Working::new(&view)) {
+                Ok(p) => p,
+                Err(e) => {
+                    error!(error = %e, "cannot read parameters for evidence");
+                    return;
+                }
+            };
+            let encoded = evidence.encode();
+            // The fee depends on the encoded size, which depends on the fee's
+            // varint: size with a maximal fee bounds it.
+            let body = |fee: u64| pb::TxBody {
+                chain_id: self.shared.chain.to_string(),
+                nonce,
+                fee,
+                action: Some(pb::Action {
+                    kind: Some(pb::action::Kind::Evidence(pb::Evidence {
+                        evidence: encoded.clone().into(),
+                    })),
+                }),
+            };
+            let upper = SignedTx::sign(body(u64::MAX).encode_to_vec(), &self.shared.chain, &[&self.key])
+                .encode()
+                .len();
+            let fee = params.required_fee(upper);
+            SignedTx::sign(body(fee).encode_to_vec(), &self.shared.chain, &[&self.key]).encode()
+        };
+        match self.admit(vec![tx], true) {
+            Ok(v) => {
+                if let Some(Verdict { result: Err(e), .. }) = v.first() {
+                    warn!(error = %e, "evidence transaction not admitted");
+                }
+            }
+            Err(e) => error!(error = %e, "evidence transaction not admitted"),
+        }
+    }
+}

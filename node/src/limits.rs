@@ -1,0 +1,99 @@
+//! Every bound the node enforces, with the reason for its value. A full
+//! queue drops (and counts) or rejects; it never grows.
+
+use commons_consensus::limits as consensus_limits;
+use commons_state_machine::ledger::limits as ledger_limits;
+
+/// Largest frame a peer may send. A frame holds one consensus message (at
+/// most the consensus crate's `MAX_MESSAGE_BYTES`) or one batch of gossiped
+/// transactions (well below that), plus a one-byte tag. A larger length
+/// prefix closes the connection before anything is buffered.
+pub const MAX_FRAME_BYTES: usize = consensus_limits::MAX_MESSAGE_BYTES + 1;
+
+/// Frames waiting to be written to one peer. A slow or dead peer must not
+/// make the node buffer without bound; consensus recovers lost messages by
+/// timeouts and sync, so dropping the newest frame when full is safe.
+/// 1024 frames cover several rounds of votes, timeouts and proposals.
+pub const PEER_QUEUE_FRAMES: usize = 1024;
+
+/// Inputs waiting for the driver (peer messages, client submissions,
+/// answers). Readers wait (back-pressure on their TCP connection) when full,
+/// so memory stays bounded while no input from an honest peer is lost.
+pub const DRIVER_QUEUE_INPUTS: usize = 4096;
+
+/// Time a peer has to finish the handshake. Honest peers answer in one round
+/// trip; a connection that stalls longer is dropped so half-open sockets
+/// cannot pile up.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 5_000;
+
+/// Largest handshake frame (version, chain id, key, challenge, signature):
+/// a few hundred bytes; anything longer is not a handshake.
+pub const MAX_HANDSHAKE_FRAME_BYTES: usize = 1024;
+
+/// Inbound connections served at once. A validator set has at most a few
+/// hundred members; this bounds sockets and reader tasks that unauthenticated
+/// dialers can hold open.
+pub const MAX_INBOUND_CONNECTIONS: usize = 256;
+
+/// Reconnect backoff: first retry after this, doubling up to the max, so a
+/// down peer costs one connection attempt every few seconds.
+pub const RECONNECT_BACKOFF_MS_MIN: u64 = 100;
+pub const RECONNECT_BACKOFF_MS_MAX: u64 = 5_000;
+
+/// Misbehaviour score at which a peer is disconnected. Each undecodable
+/// frame costs `SCORE_BAD_FRAME`; a consensus message the core refuses as
+/// malformed costs `SCORE_INVALID_MESSAGE`. Honest peers lose nothing (stale
+/// or early messages are not penalised), so a few strikes are enough.
+pub const PEER_SCORE_DISCONNECT: u32 = 100;
+pub const SCORE_BAD_FRAME: u32 = 50;
+pub const SCORE_INVALID_MESSAGE: u32 = 10;
+
+/// Transactions in one gossip frame. Keeps a frame far below
+/// `MAX_FRAME_BYTES` (each tx at most `MAX_TX_BYTES`).
+pub const GOSSIP_BATCH_TXS: usize = 512;
+
+/// How often admitted transactions are flushed to peers: small enough that a
+/// leader sees a transaction within a round, large enough to batch.
+pub const GOSSIP_FLUSH_MS: u64 = 20;
+
+/// Transactions gossiped but not yet flushed. Beyond this, new admissions are
+/// not gossiped (peers still get them in blocks proposed by this node).
+pub const GOSSIP_PENDING_TXS: usize = 16 * GOSSIP_BATCH_TXS;
+
+/// Transactions in one SubmitBatch admission step: one parallel signature
+/// batch, and one round trip through the driver.
+pub const SUBMIT_BATCH_TXS: usize = 1024;
+
+/// Rejected transaction ids remembered for GetTxStatus; oldest forgotten first.
+pub const REJECTED_REMEMBERED: usize = 16_384;
+
+/// Committed-block notifications buffered per subscriber before it is told it
+/// lagged (it then resumes from the store).
+pub const SUBSCRIBE_BUFFER_BLOCKS: usize = 256;
+
+/// Longest WaitCommitted wait, so a client cannot park a task forever.
+pub const WAIT_COMMITTED_MS_MAX: u64 = 60_000;
+pub const WAIT_COMMITTED_MS_DEFAULT: u64 = 10_000;
+
+/// Key file size: a hex seed and a newline. Anything bigger is not a key file.
+pub const MAX_KEY_FILE_BYTES: u64 = 1024;
+
+/// Config file size: a few peers and addresses. Guards against a wrong path.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Validators a devnet starts: enough for tests with f = 3..10, few enough
+/// that every process fits on one machine.
+pub const MAX_DEVNET_VALIDATORS: usize = 32;
+
+/// Committed blocks read back at restart before the last applied one, for
+/// leader reputation (the consensus core uses the last `REPUTATION_WINDOW`).
+pub const RESTART_HISTORY_BLOCKS: u64 = consensus_limits::REPUTATION_WINDOW as u64;
+
+/// Blocks above the last applied one read back at restart: at most what the
+/// consensus core keeps pending.
+pub const RESTART_PENDING_BLOCKS: usize = consensus_limits::MAX_PENDING_BLOCKS;
+
+const _: () = assert!(GOSSIP_BATCH_TXS * commons_types::limits::MAX_TX_BYTES < MAX_FRAME_BYTES);
+const _: () = assert!(RECONNECT_BACKOFF_MS_MIN <= RECONNECT_BACKOFF_MS_MAX);
+const _: () = assert!(SUBMIT_BATCH_TXS <= ledger_limits::MAX_BLOCK_TXS * 4);
+const _: () = assert!(WAIT_COMMITTED_MS_DEFAULT <= WAIT_COMMITTED_MS_MAX);

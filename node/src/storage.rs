@@ -1,0 +1,401 @@
+//! The node's column families in the store's RocksDB, and how the driver
+//! writes and reads them back.
+//!
+//! | column family | key | value | written |
+//! | --- | --- | --- | --- |
+//! | `consensus` | `record` | the safety record | `Ready::persist`, fsync, before any message leaves |
+//! | `consensus` | `last_applied` | height (u64 BE) ‖ block id | in the block's state batch |
+//! | `blocks` | block id | block (canonical encoding) | `Ready::persist` and the state batch |
+//! | `pending` | height ‖ block id | empty | `Ready::persist`; deleted when that height is applied |
+//! | `qcs` | epoch ‖ height ‖ round | QC | `Ready::persist` |
+//! | `heights` | height | block id of the committed block | state batch |
+//! | `certs` | height | QC certifying the committed block at height (its child's `justify`) | state batch of the child |
+//! | `receipts` | height ‖ index (u32 BE) | receipt | state batch |
+//! | `txindex` | tx id | height ‖ index of its first inclusion | state batch |
+//! | `epochs` | epoch | validator set of the epoch | fsync, before the epoch change reaches consensus |
+//!
+//! All integers big-endian so that key order is numeric order. The state
+//! version `h` and everything the block at `h` adds land in one atomic
+//! batch (`Application::apply` with extra writes), so after a crash the store
+//! holds either all of block `h` or none of it.
+
+use commons_consensus::{Block, Persist, QuorumCert, Restart, SafetyRecord};
+use commons_state_machine::ledger::gov::{decode_validator_set, encode_validator_set};
+use commons_state_machine::ledger::{PreparedTx, Receipt};
+use commons_state_machine::store::{ExtraWrite, MerkleStore, StoreError};
+use commons_types::{Epoch, Hash, Height, ValidatorSet};
+
+use crate::limits;
+
+pub const CF_CONSENSUS: &str = "consensus";
+pub const CF_BLOCKS: &str = "blocks";
+pub const CF_PENDING: &str = "pending";
+pub const CF_QCS: &str = "qcs";
+pub const CF_HEIGHTS: &str = "heights";
+pub const CF_CERTS: &str = "certs";
+pub const CF_RECEIPTS: &str = "receipts";
+pub const CF_TXINDEX: &str = "txindex";
+pub const CF_EPOCHS: &str = "epochs";
+
+const KEY_RECORD: &[u8] = b"record";
+const KEY_LAST_APPLIED: &[u8] = b"last_applied";
+
+pub fn column_families() -> Vec<String> {
+    [
+        CF_CONSENSUS,
+        CF_BLOCKS,
+        CF_PENDING,
+        CF_QCS,
+        CF_HEIGHTS,
+        CF_CERTS,
+        CF_RECEIPTS,
+        CF_TXINDEX,
+        CF_EPOCHS,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("stored {what} is corrupt: {reason}")]
+    Corrupt { what: &'static str, reason: String },
+}
+
+fn corrupt(what: &'static str, reason: impl ToString) -> StorageError {
+    StorageError::Corrupt {
+        what,
+        reason: reason.to_string(),
+    }
+}
+
+fn put(cf: &str, key: Vec<u8>, value: Vec<u8>) -> ExtraWrite {
+    ExtraWrite {
+        column_family: cf.to_string(),
+        key,
+        value: Some(value),
+    }
+}
+
+fn delete(cf: &str, key: Vec<u8>) -> ExtraWrite {
+    ExtraWrite {
+        column_family: cf.to_string(),
+        key,
+        value: None,
+    }
+}
+
+fn be(v: u64) -> Vec<u8> {
+    v.to_be_bytes().to_vec()
+}
+
+fn qc_key(qc: &QuorumCert) -> Vec<u8> {
+    let mut k = Vec::with_capacity(24);
+    k.extend_from_slice(&qc.data.epoch.0.to_be_bytes());
+    k.extend_from_slice(&qc.data.height.0.to_be_bytes());
+    k.extend_from_slice(&qc.data.round.0.to_be_bytes());
+    k
+}
+
+fn receipt_key(height: Height, index: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(12);
+    k.extend_from_slice(&height.0.to_be_bytes());
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn u64_of(bytes: &[u8], what: &'static str) -> Result<u64, StorageError> {
+    let arr: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt(what, "shorter than 8 bytes"))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+/// Step 1 of a `Ready`: the record, QCs and blocks in one batch, fsynced.
+pub fn persist(store: &MerkleStore, p: &Persist) -> Result<(), StorageError> {
+    let mut writes = Vec::with_capacity(1 + p.qcs.len() + 2 * p.blocks.len());
+    // QCs and blocks before the record in the batch is irrelevant (the batch
+    // is atomic); the record is checked by decoding it back once at startup.
+    for qc in &p.qcs {
+        writes.push(put(CF_QCS, qc_key(qc), qc.encode()));
+    }
+    for block in &p.blocks {
+        let id = block.id();
+        writes.push(put(CF_BLOCKS, id.0.to_vec(), block.encode()));
+        let mut k = be(block.height().0);
+        k.extend_from_slice(&id.0);
+        writes.push(put(CF_PENDING, k, Vec::new()));
+    }
+    if let Some(record) = &p.record {
+        writes.push(put(CF_CONSENSUS, KEY_RECORD.to_vec(), record.encode()));
+    }
+    if writes.is_empty() {
+        return Ok(());
+    }
+    store.write_extra(&writes, true)?;
+    Ok(())
+}
+
+/// The node's writes that go into the state batch of committed `block`:
+/// the block, its height index, the last-applied marker, the parent's
+/// certificate, the receipts and tx index, and the pending entries of its
+/// height dropped.
+pub fn applied_writes(
+    store: &MerkleStore,
+    block: &Block,
+    txs: &[PreparedTx],
+    receipts: &[Receipt],
+) -> Result<Vec<ExtraWrite>, StorageError> {
+    let id = block.id();
+    let height = block.height();
+    let mut writes = vec![
+        put(CF_BLOCKS, id.0.to_vec(), block.encode()),
+        put(CF_HEIGHTS, be(height.0), id.0.to_vec()),
+    ];
+    let mut marker = be(height.0);
+    marker.extend_from_slice(&id.0);
+    writes.push(put(CF_CONSENSUS, KEY_LAST_APPLIED.to_vec(), marker));
+    // The justify of a block certifies its parent: the certificate of the
+    // committed block one height below (same epoch; an epoch's first block
+    // carries the signature-less root QC, which certifies nothing new).
+    let justify = block.justify();
+    if justify.data.height.0 + 1 == height.0 && !justify.signatures.is_empty() {
+        writes.push(put(CF_CERTS, be(justify.data.height.0), justify.encode()));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (index, (tx, receipt)) in txs.iter().zip(receipts).enumerate() {
+        let index = u32::try_from(index).map_err(|_| corrupt("block", "too many transactions"))?;
+        writes.push(put(CF_RECEIPTS, receipt_key(height, index), receipt.encode()));
+        // The first inclusion of a transaction is the one that counts; a
+        // replay in a later block only fails with a bad nonce.
+        if seen.insert(tx.id) && store.get_extra(CF_TXINDEX, &tx.id.0)?.is_none() {
+            writes.push(put(CF_TXINDEX, tx.id.0.to_vec(), receipt_key(height, index)));
+        }
+    }
+    let pending = store.scan_extra(CF_PENDING, &be(height.0), limits::RESTART_PENDING_BLOCKS)?;
+    for (key, _) in pending {
+        if u64_of(&key, "pending key")? != height.0 {
+            break;
+        }
+        writes.push(delete(CF_PENDING, key));
+    }
+    Ok(writes)
+}
+
+/// Records the validator set of `epoch` (fsynced) before consensus starts it.
+pub fn store_epoch_set(
+    store: &MerkleStore,
+    epoch: Epoch,
+    set: &ValidatorSet,
+) -> Result<(), StorageError> {
+    store.write_extra(
+        &[put(CF_EPOCHS, be(epoch.0), encode_validator_set(set))],
+        true,
+    )?;
+    Ok(())
+}
+
+pub fn epoch_set(store: &MerkleStore, epoch: Epoch) -> Result<Option<ValidatorSet>, StorageError> {
+    match store.get_extra(CF_EPOCHS, &be(epoch.0))? {
+        None => Ok(None),
+        Some(bytes) => decode_validator_set(&bytes)
+            .map(Some)
+            .map_err(|e| corrupt("validator set", e)),
+    }
+}
+
+pub fn last_applied(store: &MerkleStore) -> Result<Option<(Height, Hash)>, StorageError> {
+    let Some(bytes) = store.get_extra(CF_CONSENSUS, KEY_LAST_APPLIED)? else {
+        return Ok(None);
+    };
+    if bytes.len() != 40 {
+        return Err(corrupt("last applied marker", "not 40 bytes"));
+    }
+    let height = Height(u64_of(&bytes, "last applied height")?);
+    let id = Hash::from_slice(&bytes[8..]).map_err(|e| corrupt("last applied id", e))?;
+    Ok(Some((height, id)))
+}
+
+pub fn block_by_id(store: &MerkleStore, id: &Hash) -> Result<Option<Block>, StorageError> {
+    match store.get_extra(CF_BLOCKS, &id.0)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let block = Block::decode(&bytes).map_err(|e| corrupt("block", e))?;
+            // Check what was read back against the key it was stored under.
+            if block.id() != *id {
+                return Err(corrupt("block", "id does not match its key"));
+            }
+            Ok(Some(block))
+        }
+    }
+}
+
+pub fn block_at(store: &MerkleStore, height: Height) -> Result<Option<Block>, StorageError> {
+    let Some(id) = store.get_extra(CF_HEIGHTS, &be(height.0))? else {
+        return Ok(None);
+    };
+    let id = Hash::from_slice(&id).map_err(|e| corrupt("height index", e))?;
+    let block = block_by_id(store, &id)?
+        .ok_or_else(|| corrupt("height index", "names a block that is not stored"))?;
+    if block.height() != height {
+        return Err(corrupt("height index", "block has another height"));
+    }
+    Ok(Some(block))
+}
+
+/// The QC certifying the committed block at `height`, once its child is
+/// applied.
+pub fn cert_at(store: &MerkleStore, height: Height) -> Result<Option<QuorumCert>, StorageError> {
+    match store.get_extra(CF_CERTS, &be(height.0))? {
+        None => Ok(None),
+        Some(bytes) => QuorumCert::decode(&bytes)
+            .map(Some)
+            .map_err(|e| corrupt("certificate", e)),
+    }
+}
+
+pub fn receipts_at(store: &MerkleStore, height: Height) -> Result<Vec<Receipt>, StorageError> {
+    let rows = store.scan_extra(
+        CF_RECEIPTS,
+        &receipt_key(height, 0),
+        commons_state_machine::ledger::limits::MAX_BLOCK_TXS,
+    )?;
+    let mut out = Vec::new();
+    for (key, value) in rows {
+        if u64_of(&key, "receipt key")? != height.0 {
+            break;
+        }
+        out.push(Receipt::decode(&value).map_err(|e| corrupt("receipt", e))?);
+    }
+    Ok(out)
+}
+
+/// The receipt of a transaction's first inclusion.
+pub fn receipt_of(store: &MerkleStore, tx_id: &Hash) -> Result<Option<Receipt>, StorageError> {
+    let Some(key) = store.get_extra(CF_TXINDEX, &tx_id.0)? else {
+        return Ok(None);
+    };
+    let Some(bytes) = store.get_extra(CF_RECEIPTS, &key)? else {
+        return Err(corrupt("tx index", "names a receipt that is not stored"));
+    };
+    let receipt = Receipt::decode(&bytes).map_err(|e| corrupt("receipt", e))?;
+    if receipt.tx_id != *tx_id {
+        return Err(corrupt("tx index", "receipt is of another transaction"));
+    }
+    Ok(Some(receipt))
+}
+
+/// What a restarted replica needs, or `None` for a fresh node.
+pub fn load_restart(store: &MerkleStore) -> Result<Option<Restart>, StorageError> {
+    let record = match store.get_extra(CF_CONSENSUS, KEY_RECORD)? {
+        Some(bytes) => Some(SafetyRecord::decode(&bytes).map_err(|e| corrupt("safety record", e))?),
+        None => None,
+    };
+    let applied = last_applied(store)?;
+    let record = match (record, applied) {
+        (Some(r), _) => r,
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(corrupt(
+                "safety record",
+                "blocks were applied but no record was stored",
+            ));
+        }
+    };
+    let root = record.epoch_root;
+    let (applied_height, applied_id) = match applied {
+        Some((h, id)) if h >= root.height => (h, id),
+        _ => (root.height, root.id),
+    };
+    let mut blocks = Vec::new();
+    let first = applied_height
+        .0
+        .saturating_sub(limits::RESTART_HISTORY_BLOCKS)
+        .max(root.height.0 + 1);
+    for h in first..=applied_height.0 {
+        if let Some(b) = block_at(store, Height(h))? {
+            blocks.push(b);
+        }
+    }
+    let pending = store.scan_extra(
+        CF_PENDING,
+        &be(applied_height.0 + 1),
+        limits::RESTART_PENDING_BLOCKS,
+    )?;
+    for (key, _) in pending {
+        let id = Hash::from_slice(key.get(8..).unwrap_or_default())
+            .map_err(|e| corrupt("pending key", e))?;
+        if let Some(b) = block_by_id(store, &id)? {
+            blocks.push(b);
+        }
+    }
+    let mut from = be(record.epoch.0);
+    from.extend_from_slice(&applied_height.0.saturating_sub(2).to_be_bytes());
+    let mut qcs = Vec::new();
+    for (key, value) in store.scan_extra(CF_QCS, &from, limits::RESTART_PENDING_BLOCKS)? {
+        if u64_of(&key, "qc key")? != record.epoch.0 {
+            break;
+        }
+        qcs.push(QuorumCert::decode(&value).map_err(|e| corrupt("QC", e))?);
+    }
+    Ok(Some(Restart {
+        record,
+        last_applied: applied_id,
+        blocks,
+        qcs,
+    }))
+}
+
+/// A committed range for a peer that fell behind the consensus core's
+/// in-memory window: committed blocks of `epoch` from `from`, ending with a
+/// block the returned QC commits (the 2-chain rule: a QC for the next
+/// block, one round later).
+pub fn committed_range(
+    store: &MerkleStore,
+    epoch: Epoch,
+    from: Height,
+) -> Result<Option<(Vec<Block>, QuorumCert)>, StorageError> {
+    let mut blocks = Vec::new();
+    for h in from.0..from.0 + commons_consensus::limits::MAX_SYNC_BLOCKS as u64 {
+        match block_at(store, Height(h))? {
+            Some(b) if b.epoch() == epoch => blocks.push(b),
+            _ => break,
+        }
+    }
+    while let Some(last) = blocks.last() {
+        // The certificate of the child, if the child is in the same epoch
+        // and one round later, commits `last`.
+        if let Some(qc) = cert_at(store, last.height().next())?
+            && qc.data.epoch == epoch
+            && qc.data.parent_id == last.id()
+            && qc.data.round == last.round().next()
+        {
+            return Ok(Some((blocks, qc)));
+        }
+        blocks.pop();
+    }
+    Ok(None)
+}
+
+/// `id` and up to `count - 1` ancestors, newest first, from the store.
+pub fn ancestors(
+    store: &MerkleStore,
+    id: &Hash,
+    count: u16,
+) -> Result<Vec<Block>, StorageError> {
+    let mut out = Vec::new();
+    let mut cursor = *id;
+    let count = usize::from(count).min(commons_consensus::limits::MAX_SYNC_BLOCKS);
+    while out.len() < count {
+        let Some(b) = block_by_id(store, &cursor)? else {
+            break;
+        };
+        cursor = b.parent_id();
+        out.push(b);
+    }
+    Ok(out)
+}
