@@ -482,8 +482,7 @@ impl Replica {
         // that leaves now is covered by a record handed out with or before
         // it.
         #[cfg(feature = "mutations")]
-        let check_covered =
-            !crate::mutations::is(crate::mutations::Mutation::RecordAfterVote);
+        let check_covered = !crate::mutations::is(crate::mutations::Mutation::RecordAfterVote);
         #[cfg(not(feature = "mutations"))]
         let check_covered = true;
         for m in ready.messages.iter().filter(|_| check_covered) {
@@ -1556,7 +1555,10 @@ impl Replica {
         // already proposed in it, before a restart: a second block for the
         // round would be reported as equivocation evidence.
         if self.record.last_voted_round >= round {
-            debug!(round = round.0, "already proposed or timed out in this round");
+            debug!(
+                round = round.0,
+                "already proposed or timed out in this round"
+            );
             return;
         }
         let justify = self.highest_qc.clone();

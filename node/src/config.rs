@@ -249,8 +249,8 @@ impl Home {
             &genesis_path,
             commons_state_machine::ledger::genesis::MAX_GENESIS_BYTES as u64,
         )?;
-        let genesis =
-            Genesis::from_json(&text).map_err(|e| ConfigError::invalid(&genesis_path, e.to_string()))?;
+        let genesis = Genesis::from_json(&text)
+            .map_err(|e| ConfigError::invalid(&genesis_path, e.to_string()))?;
         Ok(Home {
             dir: dir.to_path_buf(),
             config,

@@ -79,9 +79,8 @@ pub fn init(opts: &InitOptions) -> Result<PublicKey, SetupError> {
     let genesis_text = match &opts.genesis {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(io(path))?;
-            Genesis::from_json(&text).map_err(|e| {
-                SetupError::Invalid(format!("{}: {e}", path.display()))
-            })?;
+            Genesis::from_json(&text)
+                .map_err(|e| SetupError::Invalid(format!("{}: {e}", path.display())))?;
             text
         }
         None => {
@@ -197,10 +196,7 @@ pub fn write_devnet(opts: &DevnetOptions) -> Result<Vec<DevnetNode>, SetupError>
         });
     }
     let mut params = opts.params.clone();
-    params.insert(
-        "epoch_length_blocks".to_string(),
-        opts.epoch_length_blocks,
-    );
+    params.insert("epoch_length_blocks".to_string(), opts.epoch_length_blocks);
     let genesis = Genesis {
         chain_id: ChainId::new(DEVNET_CHAIN_ID).map_err(|e| SetupError::Invalid(e.to_string()))?,
         accounts,

@@ -267,7 +267,10 @@ impl Driver {
         let results = {
             let mut app = self.shared.write_app();
             let results = app.submit(raw.clone())?;
-            self.shared.metrics.mempool_txs.set(app.mempool().len() as i64);
+            self.shared
+                .metrics
+                .mempool_txs
+                .set(app.mempool().len() as i64);
             results
         };
         let mut verdicts = Vec::with_capacity(results.len());
@@ -288,8 +291,11 @@ impl Driver {
                         && let Some(id) = tx_id
                         && !matches!(e, AdmitError::Duplicate(_) | AdmitError::Full { .. })
                     {
-                        let mut rejected =
-                            self.shared.rejected.lock().unwrap_or_else(|p| p.into_inner());
+                        let mut rejected = self
+                            .shared
+                            .rejected
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
                         rejected.insert(id, e.to_string());
                     }
                 }
@@ -319,12 +325,20 @@ impl Driver {
             Message::SyncRequest(r) => Some(r.clone()),
             _ => None,
         };
-        let result = self.replica.handle(now_ms(), Input::Message { from, message });
+        let result = self
+            .replica
+            .handle(now_ms(), Input::Message { from, message });
         if let Err(reject) = &result {
             match (reject, &request) {
                 // Older than the core's in-memory window: serve from the store.
-                (Reject::Unexpected { .. }, Some(SyncRequest::Committed { epoch, from_height }))
-                | (Reject::UnknownBlock { .. }, Some(SyncRequest::Committed { epoch, from_height })) => {
+                (
+                    Reject::Unexpected { .. },
+                    Some(SyncRequest::Committed { epoch, from_height }),
+                )
+                | (
+                    Reject::UnknownBlock { .. },
+                    Some(SyncRequest::Committed { epoch, from_height }),
+                ) => {
                     self.serve_committed(from, *epoch, *from_height)?;
                 }
                 (Reject::UnknownBlock { .. }, Some(SyncRequest::Ancestors { id, count })) => {
@@ -339,8 +353,11 @@ impl Driver {
                     _,
                 ) => {
                     self.shared.metrics.invalid_messages.inc();
-                    self.transport
-                        .penalize(&from, limits::SCORE_INVALID_MESSAGE, "invalid message");
+                    self.transport.penalize(
+                        &from,
+                        limits::SCORE_INVALID_MESSAGE,
+                        "invalid message",
+                    );
                     debug!(peer = %from, error = %reject, "invalid consensus message");
                 }
                 _ => trace!(peer = %from, error = %reject, "message refused"),
@@ -492,7 +509,10 @@ impl Driver {
                 block.height()
             )));
         }
-        self.shared.metrics.mempool_txs.set(app.mempool().len() as i64);
+        self.shared
+            .metrics
+            .mempool_txs
+            .set(app.mempool().len() as i64);
         drop(app);
         let metrics = &self.shared.metrics;
         metrics.height.set(block.height().0 as i64);
@@ -649,9 +669,13 @@ impl Driver {
                     })),
                 }),
             };
-            let upper = SignedTx::sign(body(u64::MAX).encode_to_vec(), &self.shared.chain, &[&self.key])
-                .encode()
-                .len();
+            let upper = SignedTx::sign(
+                body(u64::MAX).encode_to_vec(),
+                &self.shared.chain,
+                &[&self.key],
+            )
+            .encode()
+            .len();
             let fee = params.required_fee(upper);
             SignedTx::sign(body(fee).encode_to_vec(), &self.shared.chain, &[&self.key]).encode()
         };

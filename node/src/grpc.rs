@@ -430,8 +430,7 @@ impl api::query_server::Query for Api {
         let response = self
             .read(move |app| {
                 let c = certified(app)?;
-                let (value, proof) =
-                    state_proof(app, &c, key::settlement(&marketplace, trade_id))?;
+                let (value, proof) = state_proof(app, &c, key::settlement(&marketplace, trade_id))?;
                 let settlement = match value {
                     None => None,
                     Some(bytes) => {
@@ -524,10 +523,8 @@ impl api::query_server::Query for Api {
                 let (value, proof) = state_proof(app, &c, key::PARAMS.to_vec())?;
                 let bytes = value.ok_or_else(|| Status::internal("no parameters in state"))?;
                 let set = decode_set(&bytes).map_err(internal)?;
-                let params: std::collections::HashMap<String, u64> = set
-                    .iter()
-                    .map(|(p, v)| (p.name().to_string(), v))
-                    .collect();
+                let params: std::collections::HashMap<String, u64> =
+                    set.iter().map(|(p, v)| (p.name().to_string(), v)).collect();
                 Ok(api::ParamsResponse {
                     params,
                     proof: Some(proof),

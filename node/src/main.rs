@@ -185,7 +185,10 @@ fn main() -> Result<()> {
 }
 
 fn prepare_devnet(opts: &DevnetOptions, reset: bool) -> Result<Vec<DevnetNode>> {
-    let marker = opts.dir.join("node0").join(commons_node::config::CONFIG_FILE);
+    let marker = opts
+        .dir
+        .join("node0")
+        .join(commons_node::config::CONFIG_FILE);
     if marker.exists() {
         if reset {
             std::fs::remove_dir_all(&opts.dir)

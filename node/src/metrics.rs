@@ -42,19 +42,26 @@ impl Metrics {
         let mempool_rejects = Counter::default();
         let committed_blocks = Counter::default();
         let committed_txs = Counter::default();
-        let commit_latency_seconds = Histogram::new(
-            [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0].into_iter(),
-        );
+        let commit_latency_seconds =
+            Histogram::new([0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0]);
         let frames_dropped = Counter::default();
         let bad_frames = Counter::default();
         let invalid_messages = Counter::default();
         let peers_disconnected_bad = Counter::default();
         let evidence = Counter::default();
-        registry.register("height", "Last committed and executed height", height.clone());
+        registry.register(
+            "height",
+            "Last committed and executed height",
+            height.clone(),
+        );
         registry.register("round", "Current consensus round", round.clone());
         registry.register("epoch", "Current consensus epoch", epoch.clone());
         registry.register("peers", "Peers with a live connection", peers.clone());
-        registry.register("mempool_txs", "Transactions in the mempool", mempool_txs.clone());
+        registry.register(
+            "mempool_txs",
+            "Transactions in the mempool",
+            mempool_txs.clone(),
+        );
         registry.register(
             "mempool_rejects",
             "Transactions refused at admission",

@@ -58,16 +58,18 @@ pub async fn run(home: Home) -> Result<(), StartError> {
         extra_column_families: storage::column_families(),
         ..StoreConfig::default()
     };
-    let store = MerkleStore::open_rocksdb(&db_path, &store_config).map_err(|e| StartError::Store {
-        path: db_path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let store =
+        MerkleStore::open_rocksdb(&db_path, &store_config).map_err(|e| StartError::Store {
+            path: db_path.display().to_string(),
+            reason: e.to_string(),
+        })?;
     let ledger = Ledger::open(store, &genesis).map_err(|e| StartError::Genesis(e.to_string()))?;
     let genesis_root = ledger
         .store()
         .root(0)
         .map_err(|e| StartError::Genesis(e.to_string()))?;
-    let restart = storage::load_restart(ledger.store()).map_err(|e| StartError::Restore(e.to_string()))?;
+    let restart =
+        storage::load_restart(ledger.store()).map_err(|e| StartError::Restore(e.to_string()))?;
     let set = match &restart {
         Some(r) if r.record.epoch.0 > 0 => storage::epoch_set(ledger.store(), r.record.epoch)
             .map_err(|e| StartError::Restore(e.to_string()))?
@@ -100,8 +102,8 @@ pub async fn run(home: Home) -> Result<(), StartError> {
     config.genesis_state_root = genesis_root;
     config.genesis_timestamp_ms = 0;
     let restarted = restart.is_some();
-    let replica =
-        Replica::new(config, key.clone(), set, restart).map_err(|e| StartError::Restore(e.to_string()))?;
+    let replica = Replica::new(config, key.clone(), set, restart)
+        .map_err(|e| StartError::Restore(e.to_string()))?;
     info!(
         chain = %chain,
         validator = %key.public_key(),
@@ -159,11 +161,12 @@ pub async fn run(home: Home) -> Result<(), StartError> {
     })?;
 
     if let Some(m) = &home.config.metrics {
-        let listener_check = std::net::TcpListener::bind(m.listen).map_err(|source| StartError::Bind {
-            what: "metrics",
-            address: m.listen,
-            source,
-        })?;
+        let listener_check =
+            std::net::TcpListener::bind(m.listen).map_err(|source| StartError::Bind {
+                what: "metrics",
+                address: m.listen,
+                source,
+            })?;
         drop(listener_check);
         let metrics = metrics.clone();
         let shutdown = shutdown.clone();
@@ -192,7 +195,11 @@ pub async fn run(home: Home) -> Result<(), StartError> {
             source,
         })?;
     info!(address = %home.config.grpc.listen, "gRPC listening");
-    let grpc_task = tokio::spawn(serve_grpc(grpc_listener, Api::new(shared.clone()), shutdown.clone()));
+    let grpc_task = tokio::spawn(serve_grpc(
+        grpc_listener,
+        Api::new(shared.clone()),
+        shutdown.clone(),
+    ));
 
     let outcome = tokio::select! {
         r = &mut driver_task => Some(r),
@@ -219,12 +226,8 @@ async fn serve_grpc(
 ) -> Result<(), StartError> {
     use commons_proto::v1::{query_server, subscribe_server, tx_server};
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<tx_server::TxServer<Api>>()
-        .await;
-    health
-        .set_serving::<query_server::QueryServer<Api>>()
-        .await;
+    health.set_serving::<tx_server::TxServer<Api>>().await;
+    health.set_serving::<query_server::QueryServer<Api>>().await;
     health
         .set_serving::<subscribe_server::SubscribeServer<Api>>()
         .await;

@@ -169,11 +169,19 @@ pub fn applied_writes(
     let mut seen = std::collections::BTreeSet::new();
     for (index, (tx, receipt)) in txs.iter().zip(receipts).enumerate() {
         let index = u32::try_from(index).map_err(|_| corrupt("block", "too many transactions"))?;
-        writes.push(put(CF_RECEIPTS, receipt_key(height, index), receipt.encode()));
+        writes.push(put(
+            CF_RECEIPTS,
+            receipt_key(height, index),
+            receipt.encode(),
+        ));
         // The first inclusion of a transaction is the one that counts; a
         // replay in a later block only fails with a bad nonce.
         if seen.insert(tx.id) && store.get_extra(CF_TXINDEX, &tx.id.0)?.is_none() {
-            writes.push(put(CF_TXINDEX, tx.id.0.to_vec(), receipt_key(height, index)));
+            writes.push(put(
+                CF_TXINDEX,
+                tx.id.0.to_vec(),
+                receipt_key(height, index),
+            ));
         }
     }
     let pending = store.scan_extra(CF_PENDING, &be(height.0), limits::RESTART_PENDING_BLOCKS)?;
@@ -382,11 +390,7 @@ pub fn committed_range(
 }
 
 /// `id` and up to `count - 1` ancestors, newest first, from the store.
-pub fn ancestors(
-    store: &MerkleStore,
-    id: &Hash,
-    count: u16,
-) -> Result<Vec<Block>, StorageError> {
+pub fn ancestors(store: &MerkleStore, id: &Hash, count: u16) -> Result<Vec<Block>, StorageError> {
     let mut out = Vec::new();
     let mut cursor = *id;
     let count = usize::from(count).min(commons_consensus::limits::MAX_SYNC_BLOCKS);

@@ -71,6 +71,9 @@ const TAG_HELLO: u8 = 0x10;
 const TAG_AUTH: u8 = 0x11;
 
 /// What a peer sent, for the driver.
+// Events are moved through a channel once; boxing the message would only
+// add an allocation per message.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum PeerEvent {
     Message { from: PublicKey, message: Message },
@@ -266,7 +269,8 @@ pub async fn handshake(
     let peer = tokio::time::timeout(Duration::from_millis(limits::HANDSHAKE_TIMEOUT_MS), work)
         .await
         .map_err(|_| HandshakeError::Timeout)??;
-    conn.codec_mut().set_max_frame_length(limits::MAX_FRAME_BYTES);
+    conn.codec_mut()
+        .set_max_frame_length(limits::MAX_FRAME_BYTES);
     Ok((conn, peer))
 }
 
@@ -581,10 +585,10 @@ async fn run_connection(
         } else {
             &mut peers.accepted
         };
-        if map.get(&peer).is_some_and(|s| s.id == id) {
-            if let Some(slot) = map.remove(&peer) {
-                let _ = slot.stop.send(true);
-            }
+        if map.get(&peer).is_some_and(|s| s.id == id)
+            && let Some(slot) = map.remove(&peer)
+        {
+            let _ = slot.stop.send(true);
         }
     }
     writer.abort();
@@ -626,7 +630,9 @@ mod tests {
             handshake(s, &b2, &chain2, None).await.map(|(_, k)| k)
         });
         let s = TcpStream::connect(addr).await.unwrap();
-        let (_, got) = handshake(s, &a, &chain, Some(b.public_key())).await.unwrap();
+        let (_, got) = handshake(s, &a, &chain, Some(b.public_key()))
+            .await
+            .unwrap();
         assert_eq!(got, b.public_key());
         assert_eq!(server.await.unwrap().unwrap(), a.public_key());
 

@@ -2,7 +2,7 @@
 //! re-signing with the validator's own key where the tampered message must
 //! still verify.
 
-use commons_consensus::{Block, Message, Proposal, Vote, limits as consensus_limits};
+use commons_consensus::{Block, Message, Proposal, QuorumCert, Vote, limits as consensus_limits};
 use commons_types::{ChainId, Hash, SecretKey};
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
@@ -130,4 +130,21 @@ pub fn forged(
         ),
         _ => (vec![99, 0, 0], "bad tag"),
     }
+}
+
+/// QCs a stale-QC leader remembers (the latest rounds).
+pub const STALE_QCS_MAX: usize = 16;
+
+/// The stale-QC leader: the same round, TC and payload, but extending the
+/// highest remembered QC below the block's own, re-signed.
+pub fn stale_qc(
+    proposal: &Proposal,
+    older: &QuorumCert,
+    key: &SecretKey,
+    chain: &ChainId,
+) -> Proposal {
+    let mut fields = proposal.block.clone().into_fields();
+    fields.height = older.data.height.next();
+    fields.justify = older.clone();
+    Proposal::sign(Block::new(fields), key, chain)
 }

@@ -12,7 +12,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
 #[derive(Parser, Debug)]
-#[command(name = "commons-sim", about = "Deterministic cluster simulator of Commons")]
+#[command(
+    name = "commons-sim",
+    about = "Deterministic cluster simulator of Commons"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -107,9 +110,7 @@ fn options(args: &RunArgs) -> Result<Options> {
         Ok(k) => {
             let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0xb42a);
             (0..k)
-                .map(|_| {
-                    Behaviour::ALL[(rng.next_u64() % Behaviour::ALL.len() as u64) as usize]
-                })
+                .map(|_| Behaviour::ALL[(rng.next_u64() % Behaviour::ALL.len() as u64) as usize])
                 .collect()
         }
         Err(_) => parse_list(&args.byzantine)?,

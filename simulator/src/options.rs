@@ -96,10 +96,14 @@ pub enum Behaviour {
     /// different half of the other validators (double signing by
     /// construction).
     SplitBrain,
+    /// As leader after a timeout certificate, proposes a block extending an
+    /// older QC than the highest it holds (what the 2-chain lock forbids
+    /// voting for).
+    StaleQc,
 }
 
 impl Behaviour {
-    pub const ALL: [Behaviour; 7] = [
+    pub const ALL: [Behaviour; 8] = [
         Behaviour::Equivocate,
         Behaviour::DoubleVote,
         Behaviour::Withhold,
@@ -107,6 +111,7 @@ impl Behaviour {
         Behaviour::Replay,
         Behaviour::InvalidTxs,
         Behaviour::SplitBrain,
+        Behaviour::StaleQc,
     ];
 
     pub fn name(self) -> &'static str {
@@ -118,6 +123,7 @@ impl Behaviour {
             Behaviour::Replay => "replay",
             Behaviour::InvalidTxs => "invalid-txs",
             Behaviour::SplitBrain => "split-brain",
+            Behaviour::StaleQc => "stale-qc",
         }
     }
 }

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use commons_consensus::{
-    Block, Config, Destination, Evidence, Input, Message, Millis, QuorumCert, Ready, Replica, Request,
-    Restart, RootBlock, SafetyRecord,
+    Block, Config, Destination, Evidence, Input, Message, Millis, QuorumCert, Ready, Replica,
+    Request, Restart, RootBlock, SafetyRecord,
 };
 use commons_state_machine::ledger::gov::{gkey, load_proposal};
 use commons_state_machine::ledger::state::{decode_ids, decode_u64, key};
@@ -54,7 +54,7 @@ impl Clock {
 /// One write the driver made to a node's disk.
 #[derive(Clone, Debug)]
 enum Write {
-    Record(SafetyRecord),
+    Record(Box<SafetyRecord>),
     Block(Block),
     Qc(QuorumCert),
 }
@@ -75,7 +75,7 @@ impl Disk {
     fn sync(&mut self) {
         for w in std::mem::take(&mut self.unsynced) {
             match w {
-                Write::Record(r) => self.record = Some(r),
+                Write::Record(r) => self.record = Some(*r),
                 Write::Block(b) => {
                     self.blocks.insert(b.id(), b);
                 }
@@ -99,11 +99,11 @@ impl Disk {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum CrashPoint {
     /// After writing (unsynced), before sending.
-    AfterWrite,
+    BeforeSend,
     /// After sending, before applying.
-    AfterSend,
+    BeforeApply,
     /// After applying the first committed block.
-    AfterFirstApply,
+    MidApply,
 }
 
 #[derive(Debug)]
@@ -124,6 +124,8 @@ struct Node {
     clock: Clock,
     armed: Option<CrashPoint>,
     replay_pool: Vec<Vec<u8>>,
+    /// QCs a stale-QC leader saw, by round.
+    qcs_seen: BTreeMap<Round, QuorumCert>,
     oversized_sent: bool,
     height_at_gst: u64,
 }
@@ -315,6 +317,7 @@ impl Sim {
                 clock,
                 armed: None,
                 replay_pool: Vec::new(),
+                qcs_seen: BTreeMap::new(),
                 oversized_sent: false,
                 height_at_gst: 0,
             });
@@ -444,10 +447,7 @@ impl Sim {
         while self.checker.violations.is_empty() {
             steps += 1;
             if steps > limits::STEPS_MAX {
-                self.violation(
-                    "stuck",
-                    format!("more than {} events", limits::STEPS_MAX),
-                );
+                self.violation("stuck", format!("more than {} events", limits::STEPS_MAX));
                 break;
             }
             if !self.after_gst
@@ -490,7 +490,9 @@ impl Sim {
                     self.on_event(event);
                 }
             } else if let Some((_, i)) = next_deadline {
-                self.log(&[b"tick", &(i as u64).to_le_bytes()], || format!("tick n{i}"));
+                self.log(&[b"tick", &(i as u64).to_le_bytes()], || {
+                    format!("tick n{i}")
+                });
                 self.input(i, Input::Tick);
             }
         }
@@ -548,9 +550,9 @@ impl Sim {
                     self.crash(node);
                 } else {
                     let point = match below(&mut self.rng, 3) {
-                        0 => CrashPoint::AfterWrite,
-                        1 => CrashPoint::AfterSend,
-                        _ => CrashPoint::AfterFirstApply,
+                        0 => CrashPoint::BeforeSend,
+                        1 => CrashPoint::BeforeApply,
+                        _ => CrashPoint::MidApply,
                     };
                     self.nodes[node].armed = Some(point);
                 }
@@ -586,7 +588,9 @@ impl Sim {
                 let a = below(&mut self.rng, n) as usize;
                 let b = below(&mut self.rng, n) as usize;
                 if a != b {
-                    self.log(&[b"cut", &[a as u8, b as u8]], || format!("cut n{a} -> n{b}"));
+                    self.log(&[b"cut", &[a as u8, b as u8]], || {
+                        format!("cut n{a} -> n{b}")
+                    });
                     self.net.cuts.insert((a, b));
                 }
             }
@@ -675,12 +679,14 @@ impl Sim {
             self.violation("restart", detail);
             return;
         };
-        let last_applied = node
-            .applied
-            .last()
-            .map_or(self.genesis_root.id, |b| b.id());
+        let last_applied = node.applied.last().map_or(self.genesis_root.id, |b| b.id());
         let mut blocks: BTreeMap<Hash, Block> = node.disk.blocks.clone();
-        for b in node.applied.iter().rev().take(limits::RESTART_APPLIED_BLOCKS) {
+        for b in node
+            .applied
+            .iter()
+            .rev()
+            .take(limits::RESTART_APPLIED_BLOCKS)
+        {
             blocks.insert(b.id(), b.clone());
         }
         let restart = Restart {
@@ -728,11 +734,7 @@ impl Sim {
     /// sent, send, apply, answer.
     fn drain(&mut self, i: usize) {
         let mut follow_ups = Vec::new();
-        loop {
-            let Some(ready) = self.nodes[i].replica.as_mut().and_then(Replica::poll_ready)
-            else {
-                break;
-            };
+        while let Some(ready) = self.nodes[i].replica.as_mut().and_then(Replica::poll_ready) {
             let Ready {
                 persist,
                 messages,
@@ -742,7 +744,7 @@ impl Sim {
             } = ready;
             let disk = &mut self.nodes[i].disk;
             if let Some(r) = persist.record {
-                disk.unsynced.push(Write::Record(r));
+                disk.unsynced.push(Write::Record(Box::new(r)));
             }
             for b in persist.blocks {
                 disk.unsynced.push(Write::Block(b));
@@ -750,7 +752,7 @@ impl Sim {
             for q in persist.qcs {
                 disk.unsynced.push(Write::Qc(q));
             }
-            if self.nodes[i].armed == Some(CrashPoint::AfterWrite) {
+            if self.nodes[i].armed == Some(CrashPoint::BeforeSend) {
                 self.crash(i);
                 return;
             }
@@ -760,12 +762,12 @@ impl Sim {
             for m in messages {
                 self.send(i, m.to, m.message);
             }
-            if self.nodes[i].armed == Some(CrashPoint::AfterSend) {
+            if self.nodes[i].armed == Some(CrashPoint::BeforeApply) {
                 self.crash(i);
                 return;
             }
             for (k, block) in committed.into_iter().enumerate() {
-                if k == 1 && self.nodes[i].armed == Some(CrashPoint::AfterFirstApply) {
+                if k == 1 && self.nodes[i].armed == Some(CrashPoint::MidApply) {
                     self.crash(i);
                     return;
                 }
@@ -784,10 +786,7 @@ impl Sim {
                     && let Some(v) = set.get(offender)
                 {
                     let accused = v.public_key;
-                    let honest = self
-                        .nodes
-                        .iter()
-                        .any(|n| n.public == accused && n.honest());
+                    let honest = self.nodes.iter().any(|n| n.public == accused && n.honest());
                     if honest && self.nodes[i].honest() {
                         let kind = match &e {
                             Evidence::ConflictingVotes { .. } => "votes",
@@ -835,14 +834,14 @@ impl Sim {
                     pending.push(b.clone());
                 }
                 let refs: Vec<&Block> = pending.iter().collect();
-                let (mut payload, state_root) =
-                    match node.app.propose(parent_block.as_ref(), &refs) {
-                        Ok(p) => p,
-                        Err(e) => {
-                            self.violation("application", format!("node {i} propose: {e}"));
-                            return None;
-                        }
-                    };
+                let (mut payload, state_root) = match node.app.propose(parent_block.as_ref(), &refs)
+                {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.violation("application", format!("node {i} propose: {e}"));
+                        return None;
+                    }
+                };
                 if node.behaviour == Some(Behaviour::InvalidTxs)
                     && let Ok(mut p) = Payload::decode(&payload)
                 {
@@ -897,9 +896,16 @@ impl Sim {
                 {
                     self.spare_epoch = Some((epoch, self.now));
                 }
-                self.log(&[b"epoch", &epoch.0.to_le_bytes(), &(i as u64).to_le_bytes()], || {
-                    format!("n{i} enters epoch {} with {} validators", epoch.0, new_set.len())
-                });
+                self.log(
+                    &[b"epoch", &epoch.0.to_le_bytes(), &(i as u64).to_le_bytes()],
+                    || {
+                        format!(
+                            "n{i} enters epoch {} with {} validators",
+                            epoch.0,
+                            new_set.len()
+                        )
+                    },
+                );
                 Some(Input::EpochChange {
                     epoch,
                     block_id,
@@ -1070,6 +1076,25 @@ impl Sim {
             }
         }
         let sends: Vec<Send> = match self.nodes[i].behaviour {
+            Some(Behaviour::StaleQc) => {
+                let mut message = message;
+                if let Message::Proposal(p) = &message
+                    && self.index_is(i, p.block.proposer().0)
+                    && p.block.timeout_cert().is_some()
+                    && let Some((_, older)) = self.nodes[i]
+                        .qcs_seen
+                        .range(..p.block.justify().round())
+                        .next_back()
+                {
+                    let stale = byzantine::stale_qc(p, older, &self.nodes[i].key, &self.chain);
+                    message = Message::Proposal(stale);
+                }
+                vec![Send {
+                    to: targets,
+                    bytes: message.encode(),
+                    delay_ms: 0,
+                }]
+            }
             None | Some(Behaviour::SplitBrain) | Some(Behaviour::InvalidTxs) => vec![Send {
                 to: targets,
                 bytes: message.encode(),
@@ -1134,7 +1159,8 @@ impl Sim {
                 }];
                 let pool = self.nodes[i].replay_pool.len() as u64;
                 if pool > 0 && below(&mut self.rng, 2) == 0 {
-                    let old = self.nodes[i].replay_pool[below(&mut self.rng, pool) as usize].clone();
+                    let old =
+                        self.nodes[i].replay_pool[below(&mut self.rng, pool) as usize].clone();
                     let n = self.nodes.len() as u64;
                     let victim = below(&mut self.rng, n) as usize;
                     if self.may_talk(i, victim) {
@@ -1155,9 +1181,9 @@ impl Sim {
         };
         for s in sends {
             for j in s.to {
-                let arrivals = self
-                    .net
-                    .send(&mut self.rng, self.now + s.delay_ms, i, j, s.bytes.len());
+                let arrivals =
+                    self.net
+                        .send(&mut self.rng, self.now + s.delay_ms, i, j, s.bytes.len());
                 for at in arrivals.at_ms {
                     self.push(
                         at,
@@ -1213,10 +1239,9 @@ impl Sim {
         } else {
             Hash::ZERO
         };
-        self.log(
-            &[b"deliver", &[from as u8, to as u8], &digest.0],
-            || format!("n{from} -> n{to} {} bytes {}", bytes.len(), digest),
-        );
+        self.log(&[b"deliver", &[from as u8, to as u8], &digest.0], || {
+            format!("n{from} -> n{to} {} bytes {}", bytes.len(), digest)
+        });
         let message = match Message::decode(&bytes) {
             Ok(m) => m,
             Err(e) => {
@@ -1231,6 +1256,16 @@ impl Sim {
                 format!("a non-canonical encoding from node {from} decoded"),
             );
             return;
+        }
+        if self.nodes[to].behaviour == Some(Behaviour::StaleQc)
+            && let Message::Proposal(p) = &message
+        {
+            let qc = p.block.justify().clone();
+            let seen = &mut self.nodes[to].qcs_seen;
+            seen.insert(qc.round(), qc);
+            while seen.len() > byzantine::STALE_QCS_MAX {
+                seen.pop_first();
+            }
         }
         if self.nodes[to].behaviour == Some(Behaviour::Replay) {
             let pool = &mut self.nodes[to].replay_pool;
@@ -1259,11 +1294,7 @@ impl Sim {
     }
 
     fn nonce_of(&self, r: usize, k: &PublicKey) -> u64 {
-        self.nodes[r]
-            .app
-            .ledger()
-            .account(k)
-            .map_or(0, |a| a.nonce)
+        self.nodes[r].app.ledger().account(k).map_or(0, |a| a.nonce)
     }
 
     /// A client hands its transaction to a few live nodes, or to all of
@@ -1314,8 +1345,8 @@ impl Sim {
             return;
         }
         let nonce = self.nonce_of(r, &user.public_key());
-        let other = (u + 1 + below(&mut self.rng, workload::USERS as u64 - 1) as usize)
-            % workload::USERS;
+        let other =
+            (u + 1 + below(&mut self.rng, workload::USERS as u64 - 1) as usize) % workload::USERS;
         let tx = if below(&mut self.rng, 10) < 7 {
             let amount = 1 + below(&mut self.rng, 1_000);
             workload::transfer(&user, workload::user_key(other).public_key(), amount, nonce)

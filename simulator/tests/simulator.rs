@@ -16,11 +16,7 @@ fn short(seed: u64) -> Options {
 fn assert_ok(o: Options) {
     let command = o.command();
     let r = run(o, false).expect("runs");
-    assert!(
-        r.ok(),
-        "violations {:?}\nreplay: {command}",
-        r.violations
-    );
+    assert!(r.ok(), "violations {:?}\nreplay: {command}", r.violations);
     assert!(r.committed_height > 0, "nothing committed: {command}");
 }
 
@@ -94,7 +90,12 @@ fn swarm_of_random_profiles_finds_nothing_in_the_real_core() {
     let r = swarm(0..24, 2, false, &|seed| random_profile(seed, 3_000, 10_000)).expect("runs");
     assert_eq!(r.runs, 24);
     for f in &r.failures {
-        eprintln!("seed {} {:?}: {}", f.options.seed, f.violations, f.options.command());
+        eprintln!(
+            "seed {} {:?}: {}",
+            f.options.seed,
+            f.violations,
+            f.options.command()
+        );
     }
     assert!(r.failures.is_empty());
     assert!(r.rounds > 24 * 20);

@@ -35,13 +35,33 @@ pub fn free_base_port(n: usize) -> u16 {
     for attempt in 0..300u64 {
         let base = 20_000 + ((seed + attempt * 37) % 300) * 120;
         let ok = (0..n).all(|i| {
-            (0..3).all(|k| TcpListener::bind(("127.0.0.1", (base as usize + 10 * i + k) as u16)).is_ok())
+            (0..3).all(|k| {
+                TcpListener::bind(("127.0.0.1", (base as usize + 10 * i + k) as u16)).is_ok()
+            })
         });
         if ok {
             return base as u16;
         }
     }
     panic!("no free port range found");
+}
+
+/// A temporary directory, kept for inspection when `COMMONS_E2E_KEEP` is set.
+pub struct KeptDir(pub tempfile::TempDir);
+
+impl KeptDir {
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for KeptDir {
+    fn drop(&mut self) {
+        if std::env::var_os("COMMONS_E2E_KEEP").is_some() {
+            let dir = std::mem::replace(&mut self.0, tempfile::tempdir().unwrap());
+            eprintln!("kept {}", dir.keep().display());
+        }
+    }
 }
 
 /// A running node process; killed on drop.
@@ -63,7 +83,10 @@ impl NodeProcess {
             .arg("start")
             .arg("--home")
             .arg(home)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("COMMONS_E2E_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
@@ -98,7 +121,7 @@ impl Drop for NodeProcess {
 }
 
 pub struct Cluster {
-    pub dir: tempfile::TempDir,
+    pub dir: KeptDir,
     pub nodes: Vec<DevnetNode>,
     pub procs: Vec<NodeProcess>,
     pub genesis: Genesis,
@@ -108,13 +131,21 @@ pub struct Cluster {
 impl Cluster {
     /// Writes a devnet of `n` validators with the binary itself.
     pub fn init(n: usize, extra: &[&str]) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = KeptDir(tempfile::tempdir().unwrap());
         let base = free_base_port(n);
         let status = Command::new(BIN)
             .args(["devnet", "--init-only", "--validators", &n.to_string()])
             .arg("--dir")
             .arg(dir.path().join("net"))
-            .args(["--base-port", &base.to_string(), "--round-timeout-ms", "400"])
+            .args([
+                "--base-port",
+                &base.to_string(),
+                "--round-timeout-ms",
+                "400",
+            ])
+            // Cap the pacemaker's backoff so that rounds led by a stopped
+            // validator cost little in a test.
+            .args(["--param", "round_timeout_ms_max=1600"])
             .args(extra)
             .stdout(Stdio::null())
             .status()
@@ -164,10 +195,17 @@ impl Cluster {
 pub async fn connect(endpoint: &str, within: Duration) -> Channel {
     let deadline = Instant::now() + within;
     loop {
-        match Channel::from_shared(endpoint.to_string()).unwrap().connect().await {
+        match Channel::from_shared(endpoint.to_string())
+            .unwrap()
+            .connect()
+            .await
+        {
             Ok(c) => return c,
             Err(e) => {
-                assert!(Instant::now() < deadline, "cannot connect to {endpoint}: {e}");
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot connect to {endpoint}: {e}"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -202,7 +240,13 @@ pub fn marketplace() -> PublicKey {
 
 /// A settlement signed by buyer `demo_account_key(buyer)` and seller
 /// `demo_account_key(seller)`.
-pub fn settlement(chain: &ChainId, buyer: u32, seller: u32, nonce: u64, trade_id: u64) -> pb::SignedTx {
+pub fn settlement(
+    chain: &ChainId,
+    buyer: u32,
+    seller: u32,
+    nonce: u64,
+    trade_id: u64,
+) -> pb::SignedTx {
     let b = demo_account_key(buyer);
     let s = demo_account_key(seller);
     let body = pb::TxBody {
@@ -237,14 +281,20 @@ pub fn verify_state_proof(chain: &ChainId, set: &ValidatorSet, p: &api::StatePro
     let block = Block::decode(&c.block).expect("block decodes");
     let qc = QuorumCert::decode(&c.qc).expect("qc decodes");
     assert_eq!(qc.data.block_id, block.id(), "QC certifies the block");
-    assert_eq!(block.state_root().0.as_slice(), &c.state_root[..], "block carries the root");
+    assert_eq!(
+        block.state_root().0.as_slice(),
+        &c.state_root[..],
+        "block carries the root"
+    );
     let signed = qc.data.signing_bytes(chain);
     let mut power = 0u64;
     let mut seen = std::collections::BTreeSet::new();
     for (index, sig) in &qc.signatures {
         assert!(seen.insert(*index), "a signer counted twice");
         let v = set.get(*index).expect("signer in the set");
-        v.public_key.verify_raw(&signed, sig).expect("QC signature verifies");
+        v.public_key
+            .verify_raw(&signed, sig)
+            .expect("QC signature verifies");
         power += v.power;
     }
     assert!(set.is_quorum(power), "QC has a quorum");

@@ -90,6 +90,12 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     /// Whether `column` exists in this backend.
     fn has_column(&self, column: &Column) -> bool;
+
+    /// Returns once the backend's own background work (RocksDB's flushes and
+    /// compactions) has caught up. Nothing to wait for by default.
+    fn wait_for_background_work(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The in-memory backend: one `BTreeMap` per column family behind a lock.

@@ -465,6 +465,15 @@ impl MerkleStore {
         Ok(())
     }
 
+    /// Runs pruning to completion, then waits until the backend's background
+    /// work (RocksDB flushes and compactions) has caught up: for benchmarks
+    /// and tools that want to start from a quiet database, and before a
+    /// planned shutdown.
+    pub fn wait_for_background_work(&self) -> Result<(), StoreError> {
+        self.finish_pruning()?;
+        self.backend.wait_for_background_work()
+    }
+
     /// The error that stopped the background pruner, if any. Pruning is
     /// retried at the next apply.
     pub fn pruner_failure(&self) -> Option<String> {

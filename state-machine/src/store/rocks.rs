@@ -126,4 +126,13 @@ impl Backend for RocksBackend {
     fn has_column(&self, column: &Column) -> bool {
         self.columns.contains(column.name())
     }
+
+    fn wait_for_background_work(&self) -> Result<(), StoreError> {
+        // Flushes and compactions already scheduled; the memtables are left
+        // as they are (flushing them would start more work).
+        let mut options = rocksdb::WaitForCompactOptions::default();
+        options.set_flush(false);
+        self.db.wait_for_compact(&options)?;
+        Ok(())
+    }
 }
