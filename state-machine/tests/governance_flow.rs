@@ -265,3 +265,121 @@ fn parameter_change_takes_effect_and_invalid_change_is_refused_at_submission() {
     assert_eq!(params.fee_base, 3);
     let _ = PublicKey([0; 32]);
 }
+
+/// Runs a proposal with `action` from submission to execution: proposed in
+/// the next block, accounts 0 and 1 (700 of 1,000 power) vote yes, and
+/// blocks run until its tally has executed.
+fn pass(chain: &mut Chain, id: u64, action: ProposalAction) {
+    let propose = chain.propose(0, action, 1_000);
+    chain.block(vec![propose]);
+    let votes = vec![
+        chain.vote(0, id, &[(VoteOption::Yes, 1000)]),
+        chain.vote(1, id, &[(VoteOption::Yes, 1000)]),
+    ];
+    chain.block(votes);
+    let end = chain.ledger.height().0 - 1 + 10;
+    while chain.ledger.height().0 < end {
+        chain.block(vec![]);
+    }
+    let view = chain.ledger.view();
+    let mut w = Working::new(&view);
+    let proposal = load_proposal(&mut w, id).unwrap().unwrap();
+    assert_eq!(proposal.phase(), Phase::Finished, "proposal {id}");
+    assert!(
+        w.get(&gkey::execution_failure(id)).unwrap().is_none(),
+        "proposal {id} executed"
+    );
+}
+
+#[test]
+fn treasury_spend_exclusion_reinstatement_and_upgrade_execute() {
+    let mut chain = Chain::new();
+    let recipient = SecretKey::from_seed([77; 32]).public_key();
+
+    pass(
+        &mut chain,
+        0,
+        ProposalAction::TreasurySpend {
+            recipient,
+            amount: commons_types::Amount(12_345),
+        },
+    );
+    assert_eq!(chain.ledger.account(&recipient).unwrap().balance, 12_345);
+    let treasury = chain
+        .ledger
+        .store()
+        .get(chain.ledger.height().0, b"mtreasury")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        u64::from_be_bytes(treasury.try_into().unwrap()),
+        50_000 - 12_345
+    );
+
+    let excluded = secret(3).public_key();
+    pass(
+        &mut chain,
+        1,
+        ProposalAction::ExcludeAccount { account: excluded },
+    );
+    assert!(chain.ledger.account(&excluded).unwrap().excluded);
+    // An excluded account cannot send: its transfer is refused whole.
+    let transfer = chain.tx(
+        3,
+        pb::action::Kind::Transfer(pb::Transfer {
+            to: recipient.0.to_vec().into(),
+            amount: 1,
+        }),
+    );
+    let h = chain.ledger.height().next();
+    let executed = chain
+        .ledger
+        .execute(h, &[transfer], &NoneVerified, &[])
+        .unwrap();
+    assert_eq!(
+        executed.outcome.receipts[0].code, 10,
+        "{}",
+        executed.outcome.receipts[0].message
+    );
+    assert_eq!(
+        chain.ledger.account(&excluded).unwrap().nonce,
+        0,
+        "nothing changed"
+    );
+    chain.nonces.insert(3, 0);
+
+    pass(
+        &mut chain,
+        2,
+        ProposalAction::ReinstateAccount { account: excluded },
+    );
+    assert!(!chain.ledger.account(&excluded).unwrap().excluded);
+    let transfer = chain.tx(
+        3,
+        pb::action::Kind::Transfer(pb::Transfer {
+            to: recipient.0.to_vec().into(),
+            amount: 1,
+        }),
+    );
+    chain.block(vec![transfer]);
+    assert_eq!(chain.ledger.account(&recipient).unwrap().balance, 12_346);
+
+    let at = Height(chain.ledger.height().0 + 100);
+    pass(
+        &mut chain,
+        3,
+        ProposalAction::SoftwareUpgrade {
+            name: "v2".into(),
+            height: at,
+            info: "notes".into(),
+        },
+    );
+    let stored = chain
+        .ledger
+        .store()
+        .get(chain.ledger.height().0, gkey::UPGRADE)
+        .unwrap();
+    assert!(stored.is_some_and(|s| s.windows(2).any(|w| w == b"v2")));
+
+    pass(&mut chain, 4, ProposalAction::Text);
+}
