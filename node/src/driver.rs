@@ -31,8 +31,8 @@ use commons_consensus::{
     Block, Destination, Evidence, Input, Message, Millis, Ready, Reject, Replica, Request,
     SyncRequest, SyncResponse,
 };
-use commons_state_machine::ledger::{LedgerParams, PreparedTx, Receipt, Working, execute_block};
-use commons_state_machine::{AdmitError, Application, LedgerError, Payload};
+use commons_state_machine::ledger::{LedgerParams, Receipt, Working, execute_block};
+use commons_state_machine::{AdmitError, Application, LedgerError};
 use commons_types::tx::{SignedTx, pb};
 use commons_types::{ChainId, Hash, Height, PublicKey, SecretKey};
 use prost::Message as _;
@@ -472,14 +472,7 @@ impl Driver {
     }
 
     fn apply(&mut self, block: &Block) -> Result<(), DriverError> {
-        let txs: Vec<PreparedTx> = match Payload::decode(block.payload()) {
-            Ok(p) => p
-                .txs
-                .iter()
-                .filter_map(|t| PreparedTx::decode(t).ok())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+        let txs = commons_state_machine::app::executed_txs(block);
         let mut app = self.shared.write_app();
         let expected = app.ledger().height().next();
         if block.height() < expected {

@@ -16,9 +16,7 @@ use commons_state_machine::Application;
 use commons_state_machine::ledger::gov::{decode_validator_set, decode_vote, gkey};
 use commons_state_machine::ledger::params::decode_set;
 use commons_state_machine::ledger::state::key;
-use commons_state_machine::ledger::{
-    Account, Action, Lease, PreparedTx, Receipt, Settlement, decode_body,
-};
+use commons_state_machine::ledger::{Account, Action, Lease, Receipt, Settlement, decode_body};
 use commons_state_machine::{AdmitError, Payload};
 use commons_types::codec::Reader;
 use commons_types::tx::SignedTx;
@@ -665,14 +663,7 @@ impl Filter {
 }
 
 fn committed_txs(block: &Block, receipts: &[Receipt], filter: &Filter) -> Vec<api::CommittedTx> {
-    let txs: Vec<PreparedTx> = match Payload::decode(block.payload()) {
-        Ok(p) => p
-            .txs
-            .iter()
-            .filter_map(|t| PreparedTx::decode(t).ok())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
+    let txs = commons_state_machine::app::executed_txs(block);
     let by_id: BTreeMap<Hash, &Receipt> = receipts.iter().map(|r| (r.tx_id, r)).collect();
     txs.iter()
         .filter(|t| filter.matches(&t.tx))

@@ -290,14 +290,7 @@ impl Application {
     /// mempool. A payload that does not decode (which a quorum would never
     /// have certified) executes as an empty block, the same on every node.
     pub fn apply(&mut self, block: &Block, extra: &[ExtraWrite]) -> Result<Applied, LedgerError> {
-        let txs: Vec<PreparedTx> = match Payload::decode(block.payload()) {
-            Ok(p) => p
-                .txs
-                .iter()
-                .filter_map(|t| PreparedTx::decode(t).ok())
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+        let txs = executed_txs(block);
         let executed = self
             .ledger
             .execute(block.height(), &txs, &self.mempool, extra)?;
@@ -318,6 +311,21 @@ impl Application {
     /// `Request::NeedValidatorSet` once the boundary block is applied.
     pub fn validator_set(&self) -> Result<ValidatorSet, LedgerError> {
         self.ledger.validator_set_in_force()
+    }
+}
+
+/// The transactions a committed block executes, in order: its payload's
+/// transactions that decode. A payload that does not decode (which a quorum
+/// would never have certified) executes as an empty block. Every node, and
+/// everything that reports on a block, must use this one rule.
+pub fn executed_txs(block: &Block) -> Vec<PreparedTx> {
+    match Payload::decode(block.payload()) {
+        Ok(p) => p
+            .txs
+            .iter()
+            .filter_map(|t| PreparedTx::decode(t).ok())
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 

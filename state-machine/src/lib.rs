@@ -10,6 +10,6 @@ pub mod limits;
 pub mod mempool;
 pub mod store;
 
-pub use app::{Application, Applied, Payload, PayloadError};
+pub use app::{Application, Applied, Payload, PayloadError, executed_txs};
 pub use error::{LedgerError, TxError};
 pub use mempool::{AdmitError, Mempool};
