@@ -303,17 +303,18 @@ pub fn read_key(path: &Path) -> Result<SecretKey, ConfigError> {
     Ok(SecretKey::from_seed(seed))
 }
 
-/// Writes a key file with mode 0600, refusing to overwrite one.
-pub fn write_key(path: &Path, key: &SecretKey) -> Result<(), ConfigError> {
-    use std::io::Write;
+/// Creates `path`, which must not exist yet, with permission bits `mode`.
+fn create_new(path: &Path, mode: u32) -> Result<std::fs::File, ConfigError> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+        options.mode(mode);
     }
-    let mut file = options.open(path).map_err(|e| {
+    #[cfg(not(unix))]
+    let _ = mode;
+    options.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             ConfigError::Exists {
                 path: path.to_path_buf(),
@@ -321,7 +322,13 @@ pub fn write_key(path: &Path, key: &SecretKey) -> Result<(), ConfigError> {
         } else {
             ConfigError::io(path, e)
         }
-    })?;
+    })
+}
+
+/// Writes a key file with mode 0600, refusing to overwrite one.
+pub fn write_key(path: &Path, key: &SecretKey) -> Result<(), ConfigError> {
+    use std::io::Write;
+    let mut file = create_new(path, 0o600)?;
     writeln!(file, "{}", hex::encode(key.to_seed())).map_err(|e| ConfigError::io(path, e))?;
     file.sync_all().map_err(|e| ConfigError::io(path, e))
 }
@@ -329,19 +336,7 @@ pub fn write_key(path: &Path, key: &SecretKey) -> Result<(), ConfigError> {
 /// Writes a file that must not exist yet.
 pub fn write_new(path: &Path, text: &str) -> Result<(), ConfigError> {
     use std::io::Write;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                ConfigError::Exists {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                ConfigError::io(path, e)
-            }
-        })?;
+    let mut file = create_new(path, 0o644)?;
     file.write_all(text.as_bytes())
         .map_err(|e| ConfigError::io(path, e))
 }
@@ -349,4 +344,36 @@ pub fn write_new(path: &Path, text: &str) -> Result<(), ConfigError> {
 /// The public key of a home's key file (for `init` output and devnets).
 pub fn public_key_of(key: &SecretKey) -> PublicKey {
     key.public_key()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn key_files_are_private_never_overwritten_and_checked_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("validator.key");
+        let key = SecretKey::from_seed([5; 32]);
+        write_key(&path, &key).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(read_key(&path).unwrap().public_key(), key.public_key());
+        assert!(matches!(
+            write_key(&path, &SecretKey::from_seed([6; 32])),
+            Err(ConfigError::Exists { .. })
+        ));
+        assert_eq!(read_key(&path).unwrap().public_key(), key.public_key());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(read_key(&path).is_err(), "a key others can read is refused");
+
+        let other = dir.path().join("genesis.json");
+        write_new(&other, "{}").unwrap();
+        assert!(matches!(
+            write_new(&other, "[]"),
+            Err(ConfigError::Exists { .. })
+        ));
+        assert_eq!(std::fs::read_to_string(&other).unwrap(), "{}");
+    }
 }

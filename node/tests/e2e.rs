@@ -20,6 +20,20 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// A fresh cluster of `N` validators, started, with a channel to
+/// validator 0 once it has committed two blocks.
+async fn running_cluster() -> (Cluster, tonic::transport::Channel) {
+    let mut cluster = Cluster::init(N, &[]);
+    cluster.start_all();
+    let channel = connect(&cluster.endpoint(0), Duration::from_secs(20)).await;
+    assert!(
+        wait_height(&channel, 2, Duration::from_secs(30)).await,
+        "no blocks committed\n{}",
+        cluster.logs()
+    );
+    (cluster, channel)
+}
+
 /// Settlements submitted over gRPC (streaming) commit, are reported
 /// committed with a receipt, and are queryable with proofs that verify.
 #[test]
@@ -29,14 +43,7 @@ fn settlements_commit_and_verify_with_proofs() {
 }
 
 async fn settlements_commit_and_verify_with_proofs_body() {
-    let mut cluster = Cluster::init(N, &[]);
-    cluster.start_all();
-    let channel = connect(&cluster.endpoint(0), Duration::from_secs(20)).await;
-    assert!(
-        wait_height(&channel, 2, Duration::from_secs(30)).await,
-        "no blocks committed\n{}",
-        cluster.logs()
-    );
+    let (cluster, channel) = running_cluster().await;
 
     // 40 settlements from 4 buyers, streamed in one SubmitBatch call.
     let mut txs = Vec::new();
@@ -205,14 +212,7 @@ fn validator_killed_under_load_recovers() {
 }
 
 async fn validator_killed_under_load_recovers_body() {
-    let mut cluster = Cluster::init(N, &[]);
-    cluster.start_all();
-    let ch0 = connect(&cluster.endpoint(0), Duration::from_secs(20)).await;
-    assert!(
-        wait_height(&ch0, 2, Duration::from_secs(30)).await,
-        "{}",
-        cluster.logs()
-    );
+    let (mut cluster, ch0) = running_cluster().await;
 
     let mut nonces = BTreeMap::new();
     let mut submitted = Vec::new();
