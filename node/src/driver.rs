@@ -31,7 +31,7 @@ use commons_consensus::{
     Block, Destination, Evidence, Input, Message, Millis, Ready, Reject, Replica, Request,
     SyncRequest, SyncResponse,
 };
-use commons_state_machine::ledger::{LedgerParams, Receipt, Working, execute_block};
+use commons_state_machine::ledger::{LedgerParams, Receipt, Working};
 use commons_state_machine::{AdmitError, Application, LedgerError};
 use commons_types::tx::{SignedTx, pb};
 use commons_types::{ChainId, Hash, Height, PublicKey, SecretKey};
@@ -484,24 +484,11 @@ impl Driver {
                 expected.0 - 1
             )));
         }
-        // The receipts go into the block's own batch, so compute them first
-        // (execution is a pure function of the previous state), then execute
-        // for real with them as extra writes, and check both agree.
-        let preview = execute_block(
-            &app.ledger().view(),
-            app.chain_id(),
-            block.height(),
-            &txs,
-            app.mempool(),
-        )?;
-        let extra = storage::applied_writes(app.ledger().store(), block, &txs, &preview.receipts)?;
-        let applied = app.apply(block, &extra)?;
-        if applied.receipts != preview.receipts {
-            return Err(DriverError::Internal(format!(
-                "execution of block {} is not deterministic",
-                block.height()
-            )));
-        }
+        // Receipts, tx index and markers go into the block's own batch.
+        let applied = app.apply_with(block, |store, txs, outcome| {
+            storage::applied_writes(store, block, txs, &outcome.receipts)
+                .map_err(|e| LedgerError::Store(e.to_string()))
+        })?;
         self.shared
             .metrics
             .mempool_txs

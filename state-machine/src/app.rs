@@ -39,8 +39,8 @@ use commons_types::{ChainId, Hash, Height, TypesError, ValidatorSet, limits as t
 
 use crate::ledger::limits;
 use crate::ledger::receipt::Receipt;
-use crate::ledger::{Ledger, PreparedTx};
-use crate::store::ExtraWrite;
+use crate::ledger::{BlockOutcome, Ledger, PreparedTx};
+use crate::store::{ExtraWrite, MerkleStore};
 use crate::{AdmitError, LedgerError, Mempool};
 
 /// A decoded block payload.
@@ -287,13 +287,28 @@ impl Application {
 
     /// Executes a committed block (the next height), with the node's `extra`
     /// writes in the same atomic batch, and drops its transactions from the
-    /// mempool. A payload that does not decode (which a quorum would never
-    /// have certified) executes as an empty block, the same on every node.
+    /// mempool. Which transactions a block executes: [`executed_txs`].
     pub fn apply(&mut self, block: &Block, extra: &[ExtraWrite]) -> Result<Applied, LedgerError> {
+        self.apply_with(block, |_, _, _| Ok(extra.to_vec()))
+    }
+
+    /// [`Application::apply`], with the extra writes built from the block's
+    /// transactions and outcome (receipts, tx index) and the store before the
+    /// block, in the block's own batch.
+    pub fn apply_with<F>(&mut self, block: &Block, extra: F) -> Result<Applied, LedgerError>
+    where
+        F: FnOnce(
+            &MerkleStore,
+            &[PreparedTx],
+            &BlockOutcome,
+        ) -> Result<Vec<ExtraWrite>, LedgerError>,
+    {
         let txs = executed_txs(block);
-        let executed = self
-            .ledger
-            .execute(block.height(), &txs, &self.mempool, extra)?;
+        let executed =
+            self.ledger
+                .execute_with(block.height(), &txs, &self.mempool, |store, outcome| {
+                    extra(store, &txs, outcome)
+                })?;
         let view = self.ledger.view();
         self.mempool.remove_committed(&view, &txs)?;
         Ok(Applied {

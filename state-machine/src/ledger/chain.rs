@@ -125,6 +125,22 @@ impl Ledger {
         verified: &dyn VerifiedTxs,
         extra: &[ExtraWrite],
     ) -> Result<Executed, LedgerError> {
+        self.execute_with(height, txs, verified, |_, _| Ok(extra.to_vec()))
+    }
+
+    /// [`Ledger::execute`], with the extra writes built from the block's
+    /// outcome (receipts, say) and the store before the block, so they land
+    /// in the block's own batch without executing it twice.
+    pub fn execute_with<F>(
+        &mut self,
+        height: Height,
+        txs: &[PreparedTx],
+        verified: &dyn VerifiedTxs,
+        extra: F,
+    ) -> Result<Executed, LedgerError>
+    where
+        F: FnOnce(&MerkleStore, &BlockOutcome) -> Result<Vec<ExtraWrite>, LedgerError>,
+    {
         if height != self.height.next() {
             return Err(LedgerError::OutOfOrder {
                 last: self.height,
@@ -132,9 +148,10 @@ impl Ledger {
             });
         }
         let outcome = execute_block(&self.view(), &self.chain, height, txs, verified)?;
+        let extra = extra(&self.store, &outcome)?;
         let state_root = self
             .store
-            .apply_with_extra(height.0, &outcome.writes, extra)?;
+            .apply_with_extra(height.0, &outcome.writes, &extra)?;
         self.height = height;
         Ok(Executed {
             outcome,
