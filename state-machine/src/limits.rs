@@ -34,6 +34,13 @@ pub const MAX_STORE_EXTRA_BYTES: usize = 64 << 20;
 /// store materialise a whole column family.
 pub const MAX_STORE_SCAN_ENTRIES: usize = 10_000;
 
+/// Versions a read may undo to reach a retained version older than the
+/// trees held in memory. Each undone version costs reading its writes back
+/// (one block's worth) and rehashing their paths, so a query for an old
+/// height is bounded to about this many blocks of work; older versions
+/// answer with an error instead of making one query cost an hour.
+pub const MAX_RECONSTRUCT_VERSIONS: u64 = 1024;
+
 /// Name length of an extra column family; names are short identifiers.
 pub const MAX_COLUMN_FAMILY_NAME_BYTES: usize = 64;
 

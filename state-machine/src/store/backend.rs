@@ -10,11 +10,11 @@ use std::sync::RwLock;
 
 use super::StoreError;
 
-/// A column family. `Nodes`, `Values` and `Meta` belong to the tree; `Extra`
+/// A column family. `Leaves`, `Values` and `Meta` belong to the tree; `Extra`
 /// names one the node asked for at open (blocks, receipts, ...).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Column {
-    Nodes,
+    Leaves,
     Values,
     Meta,
     Extra(String),
@@ -24,7 +24,7 @@ impl Column {
     /// Name of the column family on disk.
     pub fn name(&self) -> &str {
         match self {
-            Column::Nodes => "nodes",
+            Column::Leaves => "leaves",
             Column::Values => "values",
             Column::Meta => "meta",
             Column::Extra(name) => name,
@@ -32,9 +32,9 @@ impl Column {
     }
 }
 
-/// Column families the tree owns; an extra column family may not use these
-/// names (nor RocksDB's "default").
-pub const RESERVED_COLUMN_FAMILIES: [&str; 4] = ["nodes", "values", "meta", "default"];
+/// Column families the tree owns or owned in an earlier format (`nodes`);
+/// an extra column family may not use these names (nor RocksDB's "default").
+pub const RESERVED_COLUMN_FAMILIES: [&str; 5] = ["leaves", "values", "meta", "nodes", "default"];
 
 /// Key-value pairs in key order, as a scan returns them.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -111,7 +111,7 @@ impl MemoryBackend {
     /// A backend with the tree's column families and `extra` ones.
     pub fn new(extra: &[String]) -> MemoryBackend {
         let mut columns = BTreeMap::new();
-        for column in [Column::Nodes, Column::Values, Column::Meta] {
+        for column in [Column::Leaves, Column::Values, Column::Meta] {
             columns.insert(column, BTreeMap::new());
         }
         for name in extra {

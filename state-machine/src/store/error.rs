@@ -20,6 +20,15 @@ pub enum StoreError {
     #[error("version {version} was pruned; the oldest retained version is {oldest}")]
     VersionPruned { version: u64, oldest: u64 },
 
+    #[error(
+        "version {version} is retained but more than {max} versions older than the trees in memory (from {in_memory_from}); reading it would mean undoing too many blocks"
+    )]
+    VersionTooOld {
+        version: u64,
+        in_memory_from: u64,
+        max: u64,
+    },
+
     #[error("version {version} does not exist yet; the latest is {latest:?}")]
     VersionMissing { version: u64, latest: Option<u64> },
 

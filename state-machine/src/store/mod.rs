@@ -18,44 +18,57 @@
 //! values, so two keys with one SHA-256 would be one entry (within a version
 //! this is detected and refused).
 //!
+//! # Where the tree lives
+//!
+//! The leaves are the data; every internal node is a function of them. So
+//! the store persists leaves and values, and keeps the internal nodes in
+//! memory ([`tree`]): an immutable tree per recent version, the versions
+//! sharing every subtree they have in common. Applying a block copies only
+//! the paths of its writes (O(writes × log n) hashes, no reads from disk),
+//! and its batch holds two small entries per written key instead of the
+//! rewritten interior of the tree. On open, the store rebuilds the latest
+//! tree from its leaves (O(n) hashes, in parallel) and refuses to start if
+//! the root differs from the stored one. ARCHITECTURE.md records why.
+//!
 //! # Versions
 //!
 //! Each committed block is a version: version `h` is the state after block
 //! `h`. [`MerkleStore::apply`] takes the next version (`0` first, then
-//! `latest + 1`) and the block's writes, updates only the paths of the
-//! written keys (O(writes × log n) hashes) and writes everything of the
-//! version in one atomic batch. Reads and proofs work at any retained
-//! version. Nothing is ever overwritten: a version writes new pages and
-//! values under keys that start with its own number, so older versions stay
-//! readable until they are pruned.
+//! `latest + 1`) and the block's writes. The trees of the last
+//! [`StoreConfig::versions_in_memory`] versions are held in memory; an older
+//! retained version is rebuilt on demand by undoing later versions (from
+//! their stale lists and values, below), at most
+//! [`MAX_RECONSTRUCT_VERSIONS`] of them per read. Reads and proofs work at
+//! any retained version.
 //!
 //! # Pruning
 //!
 //! With [`StoreConfig::prune_window`] set to `w`, applying version `v` makes
 //! versions below `v + 1 - w` unreadable at once (in the version's own
-//! batch); [`MerkleStore::prune_before`] does the same by hand. The space is
-//! reclaimed afterwards: each version records the pages and values it
-//! replaced (its stale list), and the pruner deletes, version by version, the
-//! entries that stopped being needed before the oldest retained version. The
-//! pruner runs on a thread of its own ([`StoreConfig::prune_in_background`],
-//! the default for RocksDB) or in bounded steps after each apply (the
-//! default in memory, which keeps the simulator single-threaded). Either
-//! way a commit never waits for a whole prune; each prune step is one atomic
-//! batch and replaying one is harmless, so a crash mid-prune only leaves work
-//! for the next start.
+//! batch); [`MerkleStore::prune_before`] does the same by hand. Their trees
+//! are dropped from memory at once (freeing the nodes no newer version
+//! shares); their values are reclaimed afterwards: each version records the
+//! values it replaced or deleted (its stale list), and the pruner deletes,
+//! version by version, those no retained version needs. The pruner runs on
+//! a thread of its own ([`StoreConfig::prune_in_background`], the default
+//! for RocksDB) or in bounded steps after each apply (the default in
+//! memory, which keeps the simulator single-threaded). Either way a commit
+//! never waits for a whole prune; each prune step is one atomic batch and
+//! replaying one is harmless, so a crash mid-prune only leaves work for the
+//! next start.
 //!
 //! # Storage
 //!
 //! One [`Backend`] trait, two backends storing exactly the same bytes:
-//! [`MemoryBackend`] and [`RocksBackend`]. Column families: `nodes` (pages
-//! of four tree levels, keyed by `version || depth || path`), `values`
-//! (keyed by `version || key_hash`), `meta` (roots, stale lists, counters).
-//! A version's writes, and any extra writes given with it, land in one
+//! [`MemoryBackend`] and [`RocksBackend`]. Column families: `leaves` (the
+//! leaf nodes of the latest version, `key_hash → value_version ||
+//! value_hash`), `values` (`version || key_hash → value`, for every value a
+//! retained version can read), `meta` (roots, stale lists, counters). A
+//! version's writes, and any extra writes given with it, land in one
 //! `WriteBatch`: a crash between batches leaves the store at the last
-//! complete version. On open the store recomputes the root page of the
-//! latest version from what it reads back and compares it with the stored
-//! root. Every page read back is checked for structure and against the hash
-//! its parent holds; every value read back against its leaf's value hash.
+//! complete version. Every value read back is checked against its leaf's
+//! value hash; every tree rebuilt (on open, or to reach an older version)
+//! against the stored root of its version.
 //!
 //! # Sharing the database with the node
 //!
@@ -70,8 +83,9 @@
 //! # Determinism
 //!
 //! Roots depend only on the sequence of applied writes: writes are processed
-//! in key-hash order, there is no clock and no randomness, and the page
-//! cache is only probed, never iterated.
+//! in key-hash order, there is no clock and no randomness, and the parallel
+//! parts of an update compute independent subtrees that are joined in a
+//! fixed order.
 //!
 //! # Concurrency
 //!
@@ -80,12 +94,10 @@
 //! applies should share the store behind a lock.
 
 mod backend;
-mod cache;
 mod error;
-mod page;
 pub mod proof;
 mod rocks;
-mod update;
+mod tree;
 
 #[cfg(test)]
 mod tests;
@@ -105,18 +117,19 @@ pub use backend::{
 pub use error::StoreError;
 pub use proof::{Proof, ProofDecodeError, ProofError, ProofLeaf, verify_proof};
 pub use rocks::RocksBackend;
+pub use tree::TreeCount as IntegrityReport;
 
+pub use crate::limits::MAX_RECONSTRUCT_VERSIONS;
 use crate::limits::{
     MAX_COLUMN_FAMILY_NAME_BYTES, MAX_STORE_EXTRA_BYTES, MAX_STORE_EXTRA_WRITES,
     MAX_STORE_KEY_BYTES, MAX_STORE_SCAN_ENTRIES, MAX_STORE_VALUE_BYTES,
     MAX_STORE_WRITES_PER_VERSION,
 };
-use cache::PageCache;
-use page::{NodeKey, Page, Slot, decode_root, encode_root, read_array, value_key};
-use update::{Op, Update, root_hash};
+use proof::HASH_BYTES;
+use tree::{Hash32, Leaf, Op, Tree};
 
 /// Format marker kept in `meta`; a store written in another layout is refused.
-const FORMAT: &[u8] = b"commons-smt/v1/page-levels-4";
+const FORMAT: &[u8] = b"commons-smt/v2/leaves-values";
 
 const META_FORMAT: &[u8] = b"format";
 const META_LATEST: &[u8] = b"latest";
@@ -125,8 +138,11 @@ const META_PRUNE_NEXT: &[u8] = b"prune_next";
 const META_ROOT: &[u8] = b"root/";
 const META_STALE: &[u8] = b"stale/";
 
-const STALE_NODE: u8 = 0;
-const STALE_VALUE: u8 = 1;
+/// A `leaves` entry: `value_version (8, big-endian) || value_hash`.
+const LEAF_RECORD_BYTES: usize = 8 + HASH_BYTES;
+/// A stale list entry: `value_version (8, big-endian) || key_hash`, the key
+/// of the `values` entry the version made stale.
+const STALE_ENTRY_BYTES: usize = 8 + HASH_BYTES;
 
 /// How a store is opened.
 #[derive(Clone, Debug)]
@@ -135,10 +151,10 @@ pub struct StoreConfig {
     /// `v + 1 - prune_window` are pruned. `None` keeps every version.
     /// `Some(0)` is treated as `Some(1)`: the latest version is always kept.
     pub prune_window: Option<u64>,
-    /// Decoded pages kept in memory (about 2.5 KiB each). The upper levels of
-    /// the tree are read by every block; 16384 pages hold the top four
-    /// page levels of a tree of several million keys.
-    pub page_cache_pages: usize,
+    /// Trees of the most recent versions held in memory (at least 1: the
+    /// latest). Each costs the nodes its block wrote (about ten per written
+    /// key); older retained versions are rebuilt on demand.
+    pub versions_in_memory: u64,
     /// Column families the node stores beside the tree (e.g. `blocks`,
     /// `consensus`, `receipts`, `txindex`). Names: 1 to 64 bytes of ASCII
     /// letters, digits, `_` or `-`, none of [`RESERVED_COLUMN_FAMILIES`].
@@ -160,7 +176,7 @@ impl Default for StoreConfig {
     fn default() -> StoreConfig {
         StoreConfig {
             prune_window: None,
-            page_cache_pages: 16_384,
+            versions_in_memory: 16,
             extra_column_families: Vec::new(),
             sync: false,
             prune_in_background: true,
@@ -178,22 +194,16 @@ pub struct ExtraWrite {
     pub value: Option<Vec<u8>>,
 }
 
-/// What [`MerkleStore::check_integrity`] walked.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IntegrityReport {
-    pub leaves: u64,
-    pub pages: u64,
-}
-
 /// The versioned Merkle state store. See the module doc.
 #[derive(Debug)]
 pub struct MerkleStore {
     backend: Arc<dyn Backend>,
-    cache: Mutex<PageCache>,
     config: StoreConfig,
     latest: Option<u64>,
-    latest_root: Slot,
     oldest: u64,
+    /// The trees of versions `first..=latest`, a contiguous range ending at
+    /// the latest version (empty before the first version).
+    trees: BTreeMap<u64, Tree>,
     /// Held for each prune step, so the background pruner and
     /// `finish_pruning` never interleave their steps.
     prune_lock: Arc<Mutex<()>>,
@@ -204,10 +214,9 @@ pub struct MerkleStore {
 #[derive(Debug)]
 pub(crate) struct PreparedVersion {
     version: u64,
-    root: Slot,
+    tree: Tree,
     oldest: u64,
     batch: Batch,
-    new_pages: Vec<(NodeKey, Arc<Page>)>,
 }
 
 impl MerkleStore {
@@ -227,7 +236,7 @@ impl MerkleStore {
     }
 
     /// An empty in-memory store with `config` (extra column families,
-    /// pruning, cache size; the RocksDB fields are ignored).
+    /// pruning; the RocksDB fields are ignored).
     pub fn open_memory_with(config: &StoreConfig) -> Result<MerkleStore, StoreError> {
         validate_column_families(&config.extra_column_families)?;
         let backend = Arc::new(MemoryBackend::new(&config.extra_column_families));
@@ -250,7 +259,9 @@ impl MerkleStore {
     }
 
     /// Opens a store over any backend holding the tree's column families
-    /// (and the extra ones `config` names).
+    /// (and the extra ones `config` names): rebuilds the latest tree from
+    /// its leaves and checks it against the stored root, then the trees of
+    /// the recent versions before it.
     pub fn open(backend: Arc<dyn Backend>, config: StoreConfig) -> Result<MerkleStore, StoreError> {
         validate_column_families(&config.extra_column_families)?;
         for name in &config.extra_column_families {
@@ -286,12 +297,11 @@ impl MerkleStore {
         let latest = read_u64(&*backend, META_LATEST)?;
         let oldest = read_u64(&*backend, META_OLDEST)?.unwrap_or(0);
         let mut store = MerkleStore {
-            cache: Mutex::new(PageCache::new(config.page_cache_pages)),
             backend,
             config,
             latest,
-            latest_root: Slot::Empty,
             oldest,
+            trees: BTreeMap::new(),
             prune_lock: Arc::new(Mutex::new(())),
             pruner: None,
         };
@@ -302,9 +312,15 @@ impl MerkleStore {
                     format!("oldest version {oldest} above latest {version}"),
                 ));
             }
-            let root = store.read_root(version)?;
-            store.check_root_page(version, &root)?;
-            store.latest_root = root;
+            let tree = store.load_latest_tree(version)?;
+            store.trees.insert(version, tree);
+            let first = store.first_in_memory(version);
+            let mut current = version;
+            while current > first {
+                let tree = store.undo(&store.trees[&current], current)?;
+                current -= 1;
+                store.trees.insert(current, tree);
+            }
         }
         if store.config.prune_in_background {
             store.pruner = Some(Pruner::start(
@@ -329,23 +345,26 @@ impl MerkleStore {
     /// Root of the latest version; the empty tree's root (32 zero bytes)
     /// before the first.
     pub fn latest_root(&self) -> Hash {
-        Hash(root_hash(&self.latest_root))
+        Hash(self.latest_tree().hash())
     }
 
     /// Root of `version`.
     pub fn root(&self, version: u64) -> Result<Hash, StoreError> {
-        Ok(Hash(root_hash(&self.root_slot(version)?)))
+        self.check_retained(version)?;
+        match self.trees.get(&version) {
+            Some(tree) => Ok(Hash(tree.hash())),
+            None => Ok(Hash(self.read_root(version)?)),
+        }
     }
 
     /// The value of `key` at `version`, `None` if absent.
     pub fn get(&self, version: u64, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         check_key(key)?;
-        let root = self.root_slot(version)?;
+        let tree = self.tree_at(version)?;
         let key_hash = proof::key_hash(key);
-        let (leaf, _) = self.walk(root, &key_hash, false)?;
-        match leaf {
-            Some(leaf) if leaf.key_hash == key_hash => Ok(Some(self.read_value(&leaf)?)),
-            _ => Ok(None),
+        match tree.get(&key_hash) {
+            Some(leaf) => Ok(Some(self.read_value(leaf)?)),
+            None => Ok(None),
         }
     }
 
@@ -358,11 +377,11 @@ impl MerkleStore {
         key: &[u8],
     ) -> Result<(Option<Vec<u8>>, Proof), StoreError> {
         check_key(key)?;
-        let root = self.root_slot(version)?;
+        let tree = self.tree_at(version)?;
         let key_hash = proof::key_hash(key);
-        let (leaf, siblings) = self.walk(root, &key_hash, true)?;
+        let (leaf, siblings) = tree.path(&key_hash);
         let value = match leaf {
-            Some(leaf) if leaf.key_hash == key_hash => Some(self.read_value(&leaf)?),
+            Some(leaf) if leaf.key_hash == key_hash => Some(self.read_value(leaf)?),
             _ => None,
         };
         let proof = Proof {
@@ -453,6 +472,7 @@ impl MerkleStore {
         );
         self.backend.write(batch)?;
         self.oldest = oldest;
+        self.drop_old_trees();
         self.run_pruning()
     }
 
@@ -485,12 +505,39 @@ impl MerkleStore {
             .clone()
     }
 
-    /// Walks the whole tree of `version`, recomputing every hash and reading
-    /// every value back. O(keys): for tests, audits and tools, not for blocks.
+    /// Checks the whole tree of `version`: every hash recomputed, the shape
+    /// canonical, the root the stored one, every value read back and checked
+    /// against its leaf; at the latest version also that the stored leaves
+    /// are exactly the tree's. O(keys): for tests, audits and tools, not for
+    /// blocks.
     pub fn check_integrity(&self, version: u64) -> Result<IntegrityReport, StoreError> {
-        let mut report = IntegrityReport::default();
-        let root = self.root_slot(version)?;
-        self.visit(&root, 0, &[0; 32], &mut report, &mut |_| {})?;
+        let tree = self.tree_at(version)?;
+        let report = tree
+            .check()
+            .map_err(|detail| StoreError::corrupt("tree", detail))?;
+        let stored = self.read_root(version)?;
+        if stored != tree.hash() {
+            return Err(StoreError::RootMismatch {
+                version,
+                stored: Hash(stored),
+                computed: Hash(tree.hash()),
+            });
+        }
+        let mut leaves = Vec::new();
+        tree.leaves(&mut leaves);
+        for leaf in &leaves {
+            self.read_value(leaf)?;
+        }
+        if Some(version) == self.latest {
+            let stored = self.read_leaves()?;
+            if stored.len() != leaves.len() || stored.iter().zip(&leaves).any(|(a, b)| **a != **b)
+            {
+                return Err(StoreError::corrupt(
+                    "leaves",
+                    "the stored leaves differ from the latest tree",
+                ));
+            }
+        }
         Ok(report)
     }
 
@@ -534,11 +581,12 @@ impl MerkleStore {
                 });
             }
         }
-        let mut ops: Vec<Op<'_>> = {
+        // Each write with its key hash and value hash, in key-hash order.
+        let mut hashed: Vec<HashedWrite<'_>> = {
             use rayon::prelude::*;
             writes
                 .par_iter()
-                .map(|(key, value)| Op {
+                .map(|(key, value)| HashedWrite {
                     key_hash: proof::key_hash(key),
                     value: value
                         .as_ref()
@@ -546,8 +594,8 @@ impl MerkleStore {
                 })
                 .collect()
         };
-        ops.sort_unstable_by_key(|op| op.key_hash);
-        if let Some(pair) = ops
+        hashed.sort_unstable_by_key(|write| write.key_hash);
+        if let Some(pair) = hashed
             .windows(2)
             .find(|pair| pair[0].key_hash == pair[1].key_hash)
         {
@@ -555,45 +603,58 @@ impl MerkleStore {
                 key_hash: Hash(pair[0].key_hash),
             });
         }
+        let ops: Vec<Op> = hashed
+            .iter()
+            .map(|write| Op {
+                key_hash: write.key_hash,
+                leaf: write.value.map(|(_, value_hash)| (value_hash, version)),
+            })
+            .collect();
+        let (tree, olds) = self.latest_tree().update(&ops);
 
-        let mut update = Update::new(self, version);
-        let root = update.run(self.latest_root, &ops)?;
+        let mut batch = Batch {
+            sync: self.config.sync,
+            ..Batch::default()
+        };
+        let mut stale = Vec::new();
+        for (write, old) in hashed.iter().zip(&olds) {
+            match (write.value, old) {
+                // A rewrite of the same value, or a delete of an absent key:
+                // the tree kept what it had.
+                (Some((_, value_hash)), Some(old)) if old.value_hash == value_hash => continue,
+                (None, None) => continue,
+                (Some((value, value_hash)), _) => {
+                    batch.put(
+                        Column::Values,
+                        value_key(version, &write.key_hash),
+                        value.to_vec(),
+                    );
+                    batch.put(
+                        Column::Leaves,
+                        write.key_hash.to_vec(),
+                        leaf_record(version, &value_hash),
+                    );
+                }
+                (None, Some(_)) => batch.delete(Column::Leaves, write.key_hash.to_vec()),
+            }
+            if let Some(old) = old {
+                stale.extend_from_slice(&old.value_version.to_be_bytes());
+                stale.extend_from_slice(&old.key_hash);
+            }
+        }
 
         let oldest = match (self.latest, self.config.prune_window) {
             (None, _) => 0,
             (Some(_), None) => self.oldest,
             (Some(_), Some(window)) => self.oldest.max((version + 1).saturating_sub(window.max(1))),
         };
-
-        let mut batch = Batch {
-            sync: self.config.sync,
-            ..Batch::default()
-        };
-        for (key, page) in &update.new_pages {
-            batch.put(Column::Nodes, key.encode(), page.encode());
-        }
-        for (key_hash, value) in &update.new_values {
-            batch.put(Column::Values, value_key(version, key_hash), value.to_vec());
-        }
-        if !update.stale_nodes.is_empty() || !update.stale_values.is_empty() {
-            let mut stale =
-                Vec::with_capacity(update.stale_nodes.len() * 44 + update.stale_values.len() * 42);
-            for node in &update.stale_nodes {
-                push_stale(&mut stale, STALE_NODE, &node.encode());
-            }
-            for (value_version, key_hash) in &update.stale_values {
-                push_stale(
-                    &mut stale,
-                    STALE_VALUE,
-                    &value_key(*value_version, key_hash),
-                );
-            }
+        if !stale.is_empty() {
             batch.put(Column::Meta, meta_key(META_STALE, version), stale);
         }
         batch.put(
             Column::Meta,
             meta_key(META_ROOT, version),
-            encode_root(&root),
+            tree.hash().to_vec(),
         );
         batch.put(
             Column::Meta,
@@ -608,41 +669,34 @@ impl MerkleStore {
             );
         }
         self.add_extra(&mut batch, extra)?;
-        let new_pages = update.new_pages;
         Ok(PreparedVersion {
             version,
-            root,
+            tree,
             oldest,
             batch,
-            new_pages,
         })
     }
 
     pub(crate) fn commit(&mut self, prepared: PreparedVersion) -> Result<Hash, StoreError> {
         let PreparedVersion {
             version,
-            root,
+            tree,
             oldest,
             batch,
-            new_pages,
         } = prepared;
         assert_eq!(
             Some(version),
             self.latest.map_or(Some(0), |v| v.checked_add(1))
         );
         self.backend.write(batch)?;
-        {
-            let mut cache = self.lock_cache();
-            for (key, page) in new_pages {
-                cache.insert(key, page);
-            }
-        }
+        let root = Hash(tree.hash());
+        self.trees.insert(version, tree);
         self.latest = Some(version);
-        self.latest_root = root;
         self.oldest = oldest;
-        tracing::debug!(height = version, root = %Hash(root_hash(&root)), "state version applied");
+        self.drop_old_trees();
+        tracing::debug!(height = version, %root, "state version applied");
         self.run_pruning()?;
-        Ok(Hash(root_hash(&root)))
+        Ok(root)
     }
 
     fn add_extra(&self, batch: &mut Batch, extra: &[ExtraWrite]) -> Result<(), StoreError> {
@@ -708,144 +762,204 @@ impl MerkleStore {
         }
     }
 
-    fn lock_cache(&self) -> std::sync::MutexGuard<'_, PageCache> {
-        // The cache holds only immutable decoded pages; a panic elsewhere
-        // cannot leave it inconsistent, so a poisoned lock is still usable.
-        self.cache
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn latest_tree(&self) -> Tree {
+        self.trees
+            .last_key_value()
+            .map(|(_, tree)| tree.clone())
+            .unwrap_or_default()
     }
 
-    fn root_slot(&self, version: u64) -> Result<Slot, StoreError> {
-        let Some(latest) = self.latest.filter(|latest| version <= *latest) else {
+    /// The first version whose tree stays in memory, given the latest.
+    fn first_in_memory(&self, latest: u64) -> u64 {
+        let kept = self.config.versions_in_memory.max(1);
+        self.oldest.max((latest + 1).saturating_sub(kept))
+    }
+
+    fn drop_old_trees(&mut self) {
+        if let Some(latest) = self.latest {
+            let first = self.first_in_memory(latest);
+            let kept = self.trees.split_off(&first);
+            let dropped = std::mem::replace(&mut self.trees, kept);
+            if !dropped.is_empty() {
+                // Freeing a version's own nodes (about ten per key its block
+                // wrote) walks cold memory; a pool thread does it while this
+                // one goes on. Nothing else holds them, so the order in which
+                // they are freed cannot matter.
+                rayon::spawn(move || drop(dropped));
+            }
+        }
+    }
+
+    fn check_retained(&self, version: u64) -> Result<(), StoreError> {
+        if self.latest.is_none_or(|latest| version > latest) {
             return Err(StoreError::VersionMissing {
                 version,
                 latest: self.latest,
             });
-        };
+        }
         if version < self.oldest {
             return Err(StoreError::VersionPruned {
                 version,
                 oldest: self.oldest,
             });
         }
-        if version == latest {
-            return Ok(self.latest_root);
-        }
-        self.read_root(version)
+        Ok(())
     }
 
-    fn read_root(&self, version: u64) -> Result<Slot, StoreError> {
+    /// The tree of a retained `version`: from memory, or rebuilt by undoing
+    /// the versions after it from the oldest tree in memory.
+    fn tree_at(&self, version: u64) -> Result<Tree, StoreError> {
+        self.check_retained(version)?;
+        if let Some(tree) = self.trees.get(&version) {
+            return Ok(tree.clone());
+        }
+        let Some((&first, tree)) = self.trees.first_key_value() else {
+            return Err(StoreError::corrupt("trees", "no tree in memory"));
+        };
+        if first - version > MAX_RECONSTRUCT_VERSIONS {
+            return Err(StoreError::VersionTooOld {
+                version,
+                in_memory_from: first,
+                max: MAX_RECONSTRUCT_VERSIONS,
+            });
+        }
+        let mut tree = tree.clone();
+        let mut current = first;
+        while current > version {
+            tree = self.undo(&tree, current)?;
+            current -= 1;
+        }
+        Ok(tree)
+    }
+
+    /// The tree of `version - 1`, from the tree of `version`: the keys
+    /// `version` replaced or deleted (its stale list) get their earlier
+    /// leaves back, the keys it inserted are deleted. Checked against the
+    /// stored root of `version - 1`.
+    fn undo(&self, tree: &Tree, version: u64) -> Result<Tree, StoreError> {
+        let previous = version
+            .checked_sub(1)
+            .ok_or_else(|| StoreError::corrupt("trees", "undo of version 0"))?;
+        let mut ops: BTreeMap<Hash32, Option<(Hash32, u64)>> = BTreeMap::new();
+        // Keys written by `version`: deleted unless the stale list restores them.
+        let prefix = version.to_be_bytes();
+        let mut from = value_key(version, &[0; HASH_BYTES]);
+        loop {
+            let entries = self
+                .backend
+                .scan(&Column::Values, &from, MAX_STORE_SCAN_ENTRIES)?;
+            let mut last = None;
+            for (key, _) in entries
+                .iter()
+                .take_while(|(key, _)| key.starts_with(&prefix))
+            {
+                let key_hash = read_hash(&key[8..])
+                    .ok_or_else(|| StoreError::corrupt("values", "key of the wrong length"))?;
+                ops.insert(key_hash, None);
+                last = Some(key);
+            }
+            match last {
+                Some(key) if entries.len() == MAX_STORE_SCAN_ENTRIES => {
+                    from = key.clone();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
+        if let Some(stale) = self
+            .backend
+            .get(&Column::Meta, &meta_key(META_STALE, version))?
+        {
+            for (old_version, key_hash) in parse_stale(&stale, version)? {
+                let value = self
+                    .backend
+                    .get(&Column::Values, &value_key(old_version, &key_hash))?
+                    .ok_or_else(|| {
+                        StoreError::corrupt(
+                            "values",
+                            format!("value of version {old_version} missing"),
+                        )
+                    })?;
+                ops.insert(key_hash, Some((proof::value_hash(&value), old_version)));
+            }
+        }
+        let ops: Vec<Op> = ops
+            .into_iter()
+            .map(|(key_hash, leaf)| Op { key_hash, leaf })
+            .collect();
+        let (undone, _) = tree.update(&ops);
+        let stored = self.read_root(previous)?;
+        if undone.hash() != stored {
+            return Err(StoreError::RootMismatch {
+                version: previous,
+                stored: Hash(stored),
+                computed: Hash(undone.hash()),
+            });
+        }
+        Ok(undone)
+    }
+
+    fn read_root(&self, version: u64) -> Result<Hash32, StoreError> {
         let bytes = self
             .backend
             .get(&Column::Meta, &meta_key(META_ROOT, version))?
             .ok_or_else(|| {
                 StoreError::corrupt("root record", format!("version {version} missing"))
             })?;
-        decode_root(&bytes)
+        read_hash(&bytes).ok_or_else(|| {
+            StoreError::corrupt("root record", format!("{} bytes", bytes.len()))
+        })
     }
 
-    /// Recomputes the root page of `version` from its slots and compares it
-    /// with the stored root hash.
-    fn check_root_page(&self, version: u64, root: &Slot) -> Result<(), StoreError> {
-        let Slot::Child {
-            hash,
-            version: page_version,
-        } = *root
-        else {
-            return Ok(());
-        };
-        let key = NodeKey::on_path(page_version, 0, &[0; 32]);
-        let bytes = self
-            .backend
-            .get(&Column::Nodes, &key.encode())?
-            .ok_or_else(|| StoreError::corrupt("page", format!("root page {key:?} missing")))?;
-        let page = Page::decode(&key, &bytes)?;
-        let computed = page.verify_hashes(&key)?;
-        if computed != hash {
-            return Err(StoreError::RootMismatch {
-                version,
-                stored: Hash(hash),
-                computed: Hash(computed),
-            });
-        }
-        Ok(())
-    }
-
-    /// The page under `key`, which its parent says hashes to `expected`.
-    pub(crate) fn load_page(
-        &self,
-        key: &NodeKey,
-        expected: &[u8; 32],
-    ) -> Result<Arc<Page>, StoreError> {
-        let cached = self.lock_cache().get(key);
-        let page = match cached {
-            Some(page) => page,
-            None => {
-                let bytes = self
-                    .backend
-                    .get(&Column::Nodes, &key.encode())?
-                    .ok_or_else(|| StoreError::corrupt("page", format!("{key:?} missing")))?;
-                let page = Arc::new(Page::decode(key, &bytes)?);
-                self.lock_cache().insert(*key, Arc::clone(&page));
-                page
-            }
-        };
-        if page.root_hash() != *expected {
-            return Err(StoreError::corrupt(
-                "page",
-                format!("{key:?} does not hash to what its parent holds"),
-            ));
-        }
-        Ok(page)
-    }
-
-    /// Follows the path of `key_hash` from `root` to where it ends (a leaf
-    /// or an empty subtree), collecting sibling hashes if asked.
-    fn walk(
-        &self,
-        root: Slot,
-        key_hash: &[u8; 32],
-        with_siblings: bool,
-    ) -> Result<(Option<page::LeafEntry>, Vec<[u8; 32]>), StoreError> {
-        let mut siblings = Vec::new();
-        let mut current = root;
-        let mut depth = 0;
-        // Each page moves the walk at least one level down (a page's root is
-        // internal), so it ends within 256 levels.
+    /// Every stored leaf, in key-hash order.
+    fn read_leaves(&self) -> Result<Vec<Arc<Leaf>>, StoreError> {
+        let mut leaves = Vec::new();
+        let mut from = Vec::new();
         loop {
-            match current {
-                Slot::Empty => return Ok((None, siblings)),
-                Slot::Leaf(leaf) => return Ok((Some(leaf), siblings)),
-                Slot::Child { hash, version } => {
-                    let key = NodeKey::on_path(version, depth, key_hash);
-                    let page = self.load_page(&key, &hash)?;
-                    let mut index = 0;
-                    while let Slot::Internal(_) = page.slots[index] {
-                        let (next, sibling) = if proof::bit(key_hash, depth) {
-                            (2 * index + 2, 2 * index + 1)
-                        } else {
-                            (2 * index + 1, 2 * index + 2)
-                        };
-                        if with_siblings {
-                            siblings.push(page.slots[sibling].hash());
-                        }
-                        index = next;
-                        depth += 1;
-                    }
-                    current = page.slots[index];
-                }
-                Slot::Absent | Slot::Internal(_) => {
+            let entries = self
+                .backend
+                .scan(&Column::Leaves, &from, MAX_STORE_SCAN_ENTRIES)?;
+            for (key, record) in &entries {
+                let key_hash = read_hash(key)
+                    .ok_or_else(|| StoreError::corrupt("leaves", "key of the wrong length"))?;
+                if record.len() != LEAF_RECORD_BYTES {
                     return Err(StoreError::corrupt(
-                        "tree",
-                        format!("walk reached {current:?}"),
+                        "leaves",
+                        format!("record of {} bytes", record.len()),
                     ));
                 }
+                let value_version = u64::from_be_bytes(read_array(&record[..8]));
+                let value_hash = read_array(&record[8..]);
+                leaves.push(Arc::new(Leaf::new(key_hash, value_hash, value_version)));
+            }
+            match entries.last() {
+                Some((key, _)) if entries.len() == MAX_STORE_SCAN_ENTRIES => {
+                    from = key.clone();
+                    from.push(0);
+                }
+                _ => return Ok(leaves),
             }
         }
     }
 
-    fn read_value(&self, leaf: &page::LeafEntry) -> Result<Vec<u8>, StoreError> {
+    /// Rebuilds the tree of the latest version from the stored leaves and
+    /// compares its root with the stored one.
+    fn load_latest_tree(&self, version: u64) -> Result<Tree, StoreError> {
+        let leaves = self.read_leaves()?;
+        let tree = Tree::build(&leaves)
+            .ok_or_else(|| StoreError::corrupt("leaves", "not in key-hash order"))?;
+        let stored = self.read_root(version)?;
+        if tree.hash() != stored {
+            return Err(StoreError::RootMismatch {
+                version,
+                stored: Hash(stored),
+                computed: Hash(tree.hash()),
+            });
+        }
+        Ok(tree)
+    }
+
+    fn read_value(&self, leaf: &Leaf) -> Result<Vec<u8>, StoreError> {
         let value = self
             .backend
             .get(
@@ -867,113 +981,19 @@ impl MerkleStore {
         Ok(value)
     }
 
-    /// Visits the subtree `slot` at page depth `depth` on path `prefix`,
-    /// recomputing hashes and reading values; `on_page` sees every page key.
-    fn visit(
-        &self,
-        slot: &Slot,
-        depth: usize,
-        prefix: &[u8; 32],
-        report: &mut IntegrityReport,
-        on_page: &mut dyn FnMut(NodeKey),
-    ) -> Result<(), StoreError> {
-        match *slot {
-            Slot::Empty => Ok(()),
-            Slot::Leaf(leaf) => {
-                if !proof::shares_prefix(&leaf.key_hash, prefix, depth) {
-                    return Err(StoreError::corrupt("tree", "leaf off its path"));
-                }
-                self.read_value(&leaf)?;
-                report.leaves += 1;
-                Ok(())
-            }
-            Slot::Child { hash, version } => {
-                let key = NodeKey::on_path(version, depth, prefix);
-                let page = self.load_page(&key, &hash)?;
-                if page.verify_hashes(&key)? != hash {
-                    return Err(StoreError::corrupt("page", format!("{key:?} hash")));
-                }
-                report.pages += 1;
-                on_page(key);
-                for (index, slot) in page.slots.iter().enumerate() {
-                    let is_bottom = page::slot_depth(index) == page::PAGE_LEVELS;
-                    let descend = match slot {
-                        Slot::Leaf(_) => true,
-                        Slot::Child { .. } => is_bottom,
-                        _ => false,
-                    };
-                    if descend {
-                        let slot_prefix = slot_path(prefix, depth, index);
-                        self.visit(
-                            slot,
-                            depth + page::slot_depth(index),
-                            &slot_prefix,
-                            report,
-                            on_page,
-                        )?;
-                    }
-                }
-                Ok(())
-            }
-            Slot::Absent | Slot::Internal(_) => Err(StoreError::corrupt(
-                "tree",
-                format!("visit reached {slot:?}"),
-            )),
-        }
-    }
-
-    /// Every page and value key reachable from `version` (for tests of the
+    /// Every value key some retained version can read (for tests of the
     /// pruner: nothing reachable is deleted, nothing unreachable is kept).
     #[cfg(test)]
-    pub(crate) fn reachable(
-        &self,
-        version: u64,
-        pages: &mut BTreeSet<Vec<u8>>,
-        values: &mut BTreeSet<Vec<u8>>,
-    ) -> Result<(), StoreError> {
-        let root = self.root_slot(version)?;
-        let mut report = IntegrityReport::default();
-        self.visit(&root, 0, &[0; 32], &mut report, &mut |key| {
-            pages.insert(key.encode());
-        })?;
-        // Values: walk leaves again through the pages collected.
-        let mut leaves = Vec::new();
-        self.collect_leaves(&root, 0, &[0; 32], &mut leaves)?;
-        for leaf in leaves {
-            values.insert(value_key(leaf.value_version, &leaf.key_hash));
-        }
-        Ok(())
-    }
-
-    #[cfg(test)]
-    fn collect_leaves(
-        &self,
-        slot: &Slot,
-        depth: usize,
-        prefix: &[u8; 32],
-        out: &mut Vec<page::LeafEntry>,
-    ) -> Result<(), StoreError> {
-        match *slot {
-            Slot::Leaf(leaf) => out.push(leaf),
-            Slot::Child { hash, version } => {
-                let key = NodeKey::on_path(version, depth, prefix);
-                let page = self.load_page(&key, &hash)?;
-                for (index, slot) in page.slots.iter().enumerate() {
-                    let is_bottom = page::slot_depth(index) == page::PAGE_LEVELS;
-                    if matches!(slot, Slot::Leaf(_))
-                        || (is_bottom && matches!(slot, Slot::Child { .. }))
-                    {
-                        let slot_prefix = slot_path(prefix, depth, index);
-                        self.collect_leaves(
-                            slot,
-                            depth + page::slot_depth(index),
-                            &slot_prefix,
-                            out,
-                        )?;
-                    }
-                }
+    pub(crate) fn reachable_values(&self, values: &mut BTreeSet<Vec<u8>>) -> Result<(), StoreError> {
+        let Some(latest) = self.latest else {
+            return Ok(());
+        };
+        for version in self.oldest..=latest {
+            let mut leaves = Vec::new();
+            self.tree_at(version)?.leaves(&mut leaves);
+            for leaf in leaves {
+                values.insert(value_key(leaf.value_version, &leaf.key_hash));
             }
-            _ => {}
         }
         Ok(())
     }
@@ -984,9 +1004,15 @@ impl MerkleStore {
     }
 
     #[cfg(test)]
-    pub(crate) fn cached_pages(&self) -> usize {
-        self.lock_cache().len()
+    pub(crate) fn trees_in_memory(&self) -> usize {
+        self.trees.len()
     }
+}
+
+/// One write of a version being prepared.
+struct HashedWrite<'w> {
+    key_hash: Hash32,
+    value: Option<(&'w [u8], Hash32)>,
 }
 
 impl Drop for MerkleStore {
@@ -997,19 +1023,48 @@ impl Drop for MerkleStore {
     }
 }
 
-/// `prefix` (its first `depth` bits) extended by the path from a page's root
-/// to slot `index`.
-fn slot_path(prefix: &[u8; 32], depth: usize, index: usize) -> [u8; 32] {
-    let levels = page::slot_depth(index);
-    let path = index + 1;
-    let mut out = page::truncate(prefix, depth);
-    for level in 0..levels {
-        if (path >> (levels - 1 - level)) & 1 == 1 {
-            let bit = depth + level;
-            out[bit / 8] |= 0x80 >> (bit % 8);
-        }
-    }
+/// Key of a value in the `values` column: `version (8, big-endian) || key_hash`.
+fn value_key(version: u64, key_hash: &Hash32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + HASH_BYTES);
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(key_hash);
     out
+}
+
+fn leaf_record(value_version: u64, value_hash: &Hash32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(LEAF_RECORD_BYTES);
+    out.extend_from_slice(&value_version.to_be_bytes());
+    out.extend_from_slice(value_hash);
+    out
+}
+
+fn read_array<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(bytes);
+    out
+}
+
+fn read_hash(bytes: &[u8]) -> Option<Hash32> {
+    (bytes.len() == HASH_BYTES).then(|| read_array(bytes))
+}
+
+/// The entries of the stale list of `version`.
+fn parse_stale(stale: &[u8], version: u64) -> Result<Vec<(u64, Hash32)>, StoreError> {
+    if !stale.len().is_multiple_of(STALE_ENTRY_BYTES) {
+        return Err(StoreError::corrupt(
+            "stale list",
+            format!("version {version}: {} bytes", stale.len()),
+        ));
+    }
+    Ok(stale
+        .chunks_exact(STALE_ENTRY_BYTES)
+        .map(|entry| {
+            (
+                u64::from_be_bytes(read_array(&entry[..8])),
+                read_array(&entry[8..]),
+            )
+        })
+        .collect())
 }
 
 fn check_key(key: &[u8]) -> Result<(), StoreError> {
@@ -1070,17 +1125,10 @@ fn read_u64(backend: &dyn Backend, key: &[u8]) -> Result<Option<u64>, StoreError
     }
 }
 
-fn push_stale(out: &mut Vec<u8>, tag: u8, key: &[u8]) {
-    assert!(key.len() <= usize::from(u8::MAX));
-    out.push(tag);
-    out.push(key.len() as u8);
-    out.extend_from_slice(key);
-}
-
-/// One step of pruning: deletes what version `prune_next` made stale (it is
-/// needed by no version at or after it, and every version before it is
-/// pruned) and the root record of the version before it. Returns whether
-/// there was a step to do.
+/// One step of pruning: deletes the values version `prune_next` made stale
+/// (they are needed by no version at or after it, and every version before
+/// it is pruned), its stale list and the root record of the version before
+/// it. Returns whether there was a step to do.
 fn prune_step(backend: &dyn Backend, lock: &Mutex<()>) -> Result<bool, StoreError> {
     // The lock guards no data, only the order of steps; a poisoned one is fine.
     let _serial = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -1094,22 +1142,8 @@ fn prune_step(backend: &dyn Backend, lock: &Mutex<()>) -> Result<bool, StoreErro
     let mut batch = Batch::default();
     let stale_key = meta_key(META_STALE, next);
     if let Some(stale) = backend.get(&Column::Meta, &stale_key)? {
-        let mut rest = stale.as_slice();
-        while !rest.is_empty() {
-            let [tag, len, tail @ ..] = rest else {
-                return Err(StoreError::corrupt("stale list", format!("version {next}")));
-            };
-            let len = usize::from(*len);
-            if tail.len() < len {
-                return Err(StoreError::corrupt("stale list", format!("version {next}")));
-            }
-            let column = match *tag {
-                STALE_NODE => Column::Nodes,
-                STALE_VALUE => Column::Values,
-                _ => return Err(StoreError::corrupt("stale list", format!("tag {tag}"))),
-            };
-            batch.delete(column, tail[..len].to_vec());
-            rest = &tail[len..];
+        for (value_version, key_hash) in parse_stale(&stale, next)? {
+            batch.delete(Column::Values, value_key(value_version, &key_hash));
         }
         batch.delete(Column::Meta, stale_key);
     }

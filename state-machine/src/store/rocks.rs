@@ -1,11 +1,11 @@
 //! The RocksDB backend.
 //!
-//! Column families: `nodes` (tree pages), `values` (leaf values), `meta`
-//! (roots, stale lists, counters) and any extra ones the node names. Keys of
-//! `nodes` and `values` start with the big-endian version that wrote them, so
-//! each block's writes append at the end of the key space: memtable flushes
-//! produce files that do not overlap older ones, and compaction mostly moves
-//! files instead of merging them.
+//! Column families: `leaves` (the latest version's leaves, by key hash),
+//! `values` (leaf values), `meta` (roots, stale lists, counters) and any
+//! extra ones the node names. Keys of `values` start with the big-endian
+//! version that wrote them, so each block's values append at the end of the
+//! key space: memtable flushes produce files that do not overlap older ones,
+//! and compaction mostly moves files instead of merging them.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -62,7 +62,7 @@ impl RocksBackend {
             options
         };
 
-        let mut names: BTreeSet<String> = ["nodes", "values", "meta"]
+        let mut names: BTreeSet<String> = ["leaves", "values", "meta"]
             .iter()
             .map(|name| (*name).to_owned())
             .collect();
@@ -76,7 +76,7 @@ impl RocksBackend {
 
         let descriptors: Vec<ColumnFamilyDescriptor> = names
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(name, column_options(name != "nodes")))
+            .map(|name| ColumnFamilyDescriptor::new(name, column_options(name != "leaves")))
             .collect();
         let db = DB::open_cf_descriptors(&db_options, path, descriptors)?;
         Ok(RocksBackend { db, columns: names })

@@ -314,27 +314,24 @@ fn check_proof(root: &[u8; 32], key: &[u8], value: Option<&[u8]>, proof: &Proof)
     }
 }
 
-/// After pruning has caught up, the backend holds exactly the pages and
-/// values reachable from the retained versions: nothing needed was
-/// deleted, nothing unneeded is left.
+/// After pruning has caught up, the backend holds exactly the values the
+/// retained versions can read: nothing needed was deleted, nothing unneeded
+/// is left; and the stored leaves are exactly the latest tree's.
 fn check_no_leak(store: &MerkleStore) {
     store.finish_pruning().unwrap();
-    let mut pages = BTreeSet::new();
     let mut values = BTreeSet::new();
-    for version in store.oldest_version().unwrap()..=store.latest_version().unwrap() {
-        store.reachable(version, &mut pages, &mut values).unwrap();
+    store.reachable_values(&mut values).unwrap();
+    let stored: BTreeSet<Vec<u8>> = store
+        .backend()
+        .scan(&Column::Values, &[], usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(stored, values);
+    if let Some(latest) = store.latest_version() {
+        store.check_integrity(latest).unwrap();
     }
-    let stored = |column: Column| -> BTreeSet<Vec<u8>> {
-        store
-            .backend()
-            .scan(&column, &[], usize::MAX)
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k)
-            .collect()
-    };
-    assert_eq!(stored(Column::Nodes), pages);
-    assert_eq!(stored(Column::Values), values);
 }
 
 fn run_scenario(store: &mut MerkleStore, scenario: &Scenario) -> Vec<Model> {
@@ -402,7 +399,7 @@ proptest! {
         check_versions(&rocks, &models);
         rocks.finish_pruning().unwrap();
         memory.finish_pruning().unwrap();
-        for column in [Column::Nodes, Column::Values, Column::Meta] {
+        for column in [Column::Leaves, Column::Values, Column::Meta] {
             let a = rocks.backend().scan(&column, &[], usize::MAX).unwrap();
             let b = memory.backend().scan(&column, &[], usize::MAX).unwrap();
             prop_assert_eq!(a, b, "column {:?}", column);
@@ -438,7 +435,7 @@ fn thousands_of_keys_across_pages() {
     }
     let report = store.check_integrity(7).unwrap();
     assert_eq!(report.leaves as usize, model.len());
-    assert!(report.pages > 100);
+    assert!(report.internal_nodes > 100);
     for (key, value) in model.iter().take(200) {
         let (got, proof) = store.get_with_proof(7, key).unwrap();
         assert_eq!(got.as_ref(), Some(value));
@@ -461,7 +458,7 @@ fn thousands_of_keys_across_pages() {
         store.check_integrity(8).unwrap(),
         IntegrityReport {
             leaves: 1,
-            pages: 0
+            internal_nodes: 0
         }
     );
     let root = store
@@ -472,19 +469,56 @@ fn thousands_of_keys_across_pages() {
 }
 
 #[test]
-fn page_cache_stays_bounded() {
+fn trees_in_memory_stay_bounded_and_older_versions_are_rebuilt() {
     let config = StoreConfig {
-        page_cache_pages: 64,
+        versions_in_memory: 3,
         ..memory_config(None)
     };
     let mut store = MerkleStore::open_memory_with(&config).unwrap();
-    let writes: Writes = (0..5000u32)
-        .map(|i| (i.to_be_bytes().to_vec(), Some(vec![1])))
-        .collect();
-    store.apply(0, &writes).unwrap();
-    store.check_integrity(0).unwrap();
-    assert!(store.cached_pages() <= 64);
-    assert!(store.cached_pages() > 0);
+    for version in 0..12 {
+        store
+            .apply(version, &deterministic_writes(version))
+            .unwrap();
+        assert!(store.trees_in_memory() <= 3);
+    }
+    assert_eq!(store.trees_in_memory(), 3);
+    // Every version, in memory or not, reads and proves as the model says.
+    for version in 0..12 {
+        check_against_model(&store, version);
+        let model = model_through(version);
+        let root = store.root(version).unwrap();
+        for (key, value) in model.iter().take(20) {
+            let (got, proof) = store.get_with_proof(version, key).unwrap();
+            assert_eq!(got.as_ref(), Some(value));
+            verify_proof(&root.0, key, Some(value), &proof).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_version_too_far_behind_the_trees_in_memory_is_refused() {
+    let config = StoreConfig {
+        versions_in_memory: 1,
+        ..memory_config(None)
+    };
+    let mut store = MerkleStore::open_memory_with(&config).unwrap();
+    let last = MAX_RECONSTRUCT_VERSIONS + 2;
+    for version in 0..=last {
+        let writes: Writes = [(b"k".to_vec(), Some(version.to_be_bytes().to_vec()))].into();
+        store.apply(version, &writes).unwrap();
+    }
+    // One version within reach, one beyond it.
+    let reachable = last - MAX_RECONSTRUCT_VERSIONS;
+    assert_eq!(
+        store.get(reachable, b"k").unwrap(),
+        Some(reachable.to_be_bytes().to_vec())
+    );
+    assert!(matches!(
+        store.get(reachable - 1, b"k"),
+        Err(StoreError::VersionTooOld { version, .. }) if version == reachable - 1
+    ));
+    // Its root is still known.
+    assert!(store.root(reachable - 1).is_ok());
 }
 
 // ---- errors and limits ----
@@ -823,23 +857,65 @@ fn reopen_after_writes_and_after_an_unwritten_batch() {
 }
 
 #[test]
-fn open_detects_a_corrupted_root_page() {
+fn open_detects_a_corrupted_leaf_or_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt_leaf = |dir: &Path| {
+        let store = MerkleStore::open_rocksdb(dir, &rocks_config(None)).unwrap();
+        // Flip one bit of the value hash of the first stored leaf.
+        let (key, mut record) = store
+            .backend()
+            .scan(&Column::Leaves, &[], 1)
+            .unwrap()
+            .remove(0);
+        record[20] ^= 1;
+        let mut batch = Batch::default();
+        batch.put(Column::Leaves, key, record);
+        store.backend().write(batch).unwrap();
+    };
+    {
+        let mut store = MerkleStore::open_rocksdb(dir.path(), &rocks_config(None)).unwrap();
+        store.apply(0, &deterministic_writes(0)).unwrap();
+        store.apply(1, &deterministic_writes(1)).unwrap();
+    }
+    corrupt_leaf(dir.path());
+    assert!(matches!(
+        MerkleStore::open_rocksdb(dir.path(), &rocks_config(None)),
+        Err(StoreError::RootMismatch { version: 1, .. })
+    ));
+
+    // A value of an older version changed on disk: rebuilding that version
+    // finds it.
     let dir = tempfile::tempdir().unwrap();
     {
         let mut store = MerkleStore::open_rocksdb(dir.path(), &rocks_config(None)).unwrap();
         store.apply(0, &deterministic_writes(0)).unwrap();
-        // Flip one stored internal hash of the root page.
-        let key = page::NodeKey::on_path(0, 0, &[0; 32]).encode();
-        let mut bytes = store.backend().get(&Column::Nodes, &key).unwrap().unwrap();
-        assert_eq!(bytes[0], 2);
-        bytes[1] ^= 1;
+        // Version 1 replaces one value of version 0.
+        let key = model_through(0).keys().next().unwrap().clone();
+        store
+            .apply(1, &[(key, Some(b"changed".to_vec()))].into())
+            .unwrap();
+        let mut stale = store
+            .backend()
+            .get(&Column::Meta, &meta_key(META_STALE, 1))
+            .unwrap()
+            .unwrap();
+        stale.truncate(STALE_ENTRY_BYTES);
+        let value_key = value_key(
+            u64::from_be_bytes(read_array(&stale[..8])),
+            &read_array(&stale[8..]),
+        );
         let mut batch = Batch::default();
-        batch.put(Column::Nodes, key, bytes);
+        batch.put(Column::Values, value_key, b"not the value".to_vec());
         store.backend().write(batch).unwrap();
     }
+    let config = StoreConfig {
+        versions_in_memory: 1,
+        ..rocks_config(None)
+    };
+    let store = MerkleStore::open_rocksdb(dir.path(), &config).unwrap();
     assert!(matches!(
-        MerkleStore::open_rocksdb(dir.path(), &rocks_config(None)),
-        Err(StoreError::RootMismatch { version: 0, .. } | StoreError::Corrupt { .. })
+        store.get(0, b"anything"),
+        Err(StoreError::RootMismatch { version: 0, .. })
     ));
 }
 
