@@ -530,8 +530,7 @@ impl MerkleStore {
         }
         if Some(version) == self.latest {
             let stored = self.read_leaves()?;
-            if stored.len() != leaves.len() || stored.iter().zip(&leaves).any(|(a, b)| **a != **b)
-            {
+            if stored.len() != leaves.len() || stored.iter().zip(&leaves).any(|(a, b)| **a != **b) {
                 return Err(StoreError::corrupt(
                     "leaves",
                     "the stored leaves differ from the latest tree",
@@ -906,9 +905,8 @@ impl MerkleStore {
             .ok_or_else(|| {
                 StoreError::corrupt("root record", format!("version {version} missing"))
             })?;
-        read_hash(&bytes).ok_or_else(|| {
-            StoreError::corrupt("root record", format!("{} bytes", bytes.len()))
-        })
+        read_hash(&bytes)
+            .ok_or_else(|| StoreError::corrupt("root record", format!("{} bytes", bytes.len())))
     }
 
     /// Every stored leaf, in key-hash order.
@@ -984,7 +982,10 @@ impl MerkleStore {
     /// Every value key some retained version can read (for tests of the
     /// pruner: nothing reachable is deleted, nothing unreachable is kept).
     #[cfg(test)]
-    pub(crate) fn reachable_values(&self, values: &mut BTreeSet<Vec<u8>>) -> Result<(), StoreError> {
+    pub(crate) fn reachable_values(
+        &self,
+        values: &mut BTreeSet<Vec<u8>>,
+    ) -> Result<(), StoreError> {
         let Some(latest) = self.latest else {
             return Ok(());
         };

@@ -224,7 +224,10 @@ fn build_sorted(leaves: &[Arc<Leaf>], depth: usize) -> Tree {
                     || build_sorted(right, depth + 1),
                 )
             } else {
-                (build_sorted(left, depth + 1), build_sorted(right, depth + 1))
+                (
+                    build_sorted(left, depth + 1),
+                    build_sorted(right, depth + 1),
+                )
             };
             Tree::join(left, right)
         }
@@ -276,12 +279,7 @@ fn update_children(
 }
 
 /// Applies `ops` to a subtree that is empty or one leaf.
-fn update_small(
-    tree: &Tree,
-    depth: usize,
-    ops: &[Op],
-    olds: &mut Vec<Option<Arc<Leaf>>>,
-) -> Tree {
+fn update_small(tree: &Tree, depth: usize, ops: &[Op], olds: &mut Vec<Option<Arc<Leaf>>>) -> Tree {
     let existing = match tree {
         Tree::Leaf(leaf) => Some(leaf),
         _ => None,
@@ -318,11 +316,16 @@ fn update_small(
         // Every op deletes an absent key.
         return tree.clone();
     }
-    match ops.iter().find_map(|op| op.leaf.map(|leaf| (op.key_hash, leaf))) {
+    match ops
+        .iter()
+        .find_map(|op| op.leaf.map(|leaf| (op.key_hash, leaf)))
+    {
         None => Tree::Empty,
         Some((key_hash, (value_hash, value_version))) => match existing {
             // A rewrite of the same value keeps the leaf (and its version).
-            Some(leaf) if leaf.key_hash == key_hash && leaf.value_hash == value_hash => tree.clone(),
+            Some(leaf) if leaf.key_hash == key_hash && leaf.value_hash == value_hash => {
+                tree.clone()
+            }
             _ => Tree::Leaf(Arc::new(Leaf::new(key_hash, value_hash, value_version))),
         },
     }
@@ -347,10 +350,14 @@ fn check(tree: &Tree, depth: usize, prefix: &Hash32, count: &mut TreeCount) -> R
             }
             let two_or_more = !matches!(
                 (&node.left, &node.right),
-                (Tree::Empty, Tree::Empty) | (Tree::Leaf(_), Tree::Empty) | (Tree::Empty, Tree::Leaf(_))
+                (Tree::Empty, Tree::Empty)
+                    | (Tree::Leaf(_), Tree::Empty)
+                    | (Tree::Empty, Tree::Leaf(_))
             );
             if !two_or_more {
-                return Err(format!("internal node with fewer than two leaves at depth {depth}"));
+                return Err(format!(
+                    "internal node with fewer than two leaves at depth {depth}"
+                ));
             }
             if proof::internal_hash(&node.left.hash(), &node.right.hash()) != node.hash {
                 return Err(format!("internal hash wrong at depth {depth}"));
