@@ -205,7 +205,10 @@ impl Client {
             .transpose()?;
         let proven_pb = proven.as_ref().map(account_pb);
         if proven_pb != r.account {
-            return Err(contradiction("the account", &r.account, &proven_pb));
+            return Err(account_contradiction(
+                r.account.as_ref(),
+                proven_pb.as_ref(),
+            ));
         }
         Ok(Checked {
             value: proven,
@@ -775,6 +778,34 @@ fn contradiction(
         what,
         answered: format!("{answered:?}"),
         proven: format!("{proven:?}"),
+    }
+    .into()
+}
+
+/// Names the fields a lying node changed, e.g. "the balance = 1000100
+/// answered, 100 proven".
+fn account_contradiction(
+    answered: Option<&api::Account>,
+    proven: Option<&api::Account>,
+) -> ClientError {
+    let (what, answered, proven) = match (answered, proven) {
+        (Some(a), Some(p)) if a.balance != p.balance => {
+            ("the balance", a.balance.to_string(), p.balance.to_string())
+        }
+        (Some(a), Some(p)) if a.bonded != p.bonded => (
+            "the bonded stake",
+            a.bonded.to_string(),
+            p.bonded.to_string(),
+        ),
+        (Some(a), Some(p)) if a.nonce != p.nonce => {
+            ("the nonce", a.nonce.to_string(), p.nonce.to_string())
+        }
+        (a, p) => ("the account", format!("{a:?}"), format!("{p:?}")),
+    };
+    VerifyError::AnswerContradictsProof {
+        what,
+        answered,
+        proven,
     }
     .into()
 }
