@@ -573,3 +573,303 @@ pub fn signer_keys(set: &ValidatorSet, qc: &QuorumCert) -> Vec<PublicKey> {
 pub fn state_height(root: &VerifiedRoot) -> Height {
     Height(root.state_height)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use commons_consensus::{BlockFields, Vote};
+    use commons_state_machine::ledger::gov::encode_validator_set;
+    use commons_state_machine::store::MerkleStore;
+    use commons_types::{Round, SecretKey, Validator, ValidatorIndex};
+
+    use super::*;
+
+    fn chain() -> ChainId {
+        ChainId::new("light-test").unwrap()
+    }
+
+    fn keys(seed: u8, n: u8) -> Vec<SecretKey> {
+        (0..n)
+            .map(|i| SecretKey::from_seed([seed + i; 32]))
+            .collect()
+    }
+
+    fn set_of(keys: &[SecretKey]) -> ValidatorSet {
+        ValidatorSet::new(
+            keys.iter()
+                .map(|k| Validator {
+                    public_key: k.public_key(),
+                    power: 100,
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    /// A state holding `VALIDATORS = set` and one more key, at version 0.
+    fn state(set: &ValidatorSet) -> MerkleStore {
+        let mut store = MerkleStore::open_memory();
+        let mut writes = BTreeMap::new();
+        writes.insert(key::VALIDATORS.to_vec(), Some(encode_validator_set(set)));
+        writes.insert(b"other".to_vec(), Some(b"value".to_vec()));
+        store.apply(0, &writes).unwrap();
+        store
+    }
+
+    /// A block of `epoch` carrying `root`, and a QC for it signed by
+    /// `signers` (indices into `keys`).
+    fn certified(
+        epoch: u64,
+        root: Hash,
+        keys: &[SecretKey],
+        signers: &[u16],
+        sign_chain: &ChainId,
+    ) -> api::Certified {
+        let genesis =
+            commons_consensus::message::RootBlock::genesis(&chain(), Hash::ZERO, Hash::ZERO, 0);
+        let justify = QuorumCert::root(Epoch(epoch), &genesis);
+        let payload = Payload {
+            state_height: Height(0),
+            txs: Vec::new(),
+        };
+        let block = Block::new(BlockFields {
+            epoch: Epoch(epoch),
+            round: Round(1),
+            height: Height(1),
+            proposer: ValidatorIndex(0),
+            timestamp_ms: 1,
+            state_root: root,
+            justify,
+            timeout_cert: None,
+            payload: payload.encode(),
+        });
+        let data = block.vote_data();
+        let signatures = signers
+            .iter()
+            .map(|i| {
+                let v = Vote::sign(data, ValidatorIndex(*i), &keys[*i as usize], sign_chain);
+                (v.voter, v.signature)
+            })
+            .collect();
+        let qc = QuorumCert { data, signatures };
+        api::Certified {
+            state_height: 0,
+            state_root: root.0.to_vec().into(),
+            block_height: 1,
+            block: block.encode().into(),
+            qc: qc.encode().into(),
+            epoch,
+        }
+    }
+
+    fn proof_of(store: &MerkleStore, k: &[u8], c: api::Certified) -> api::StateProof {
+        let (value, proof) = store.get_with_proof(0, k).unwrap();
+        api::StateProof {
+            key: k.to_vec().into(),
+            present: value.is_some(),
+            value: value.unwrap_or_default().into(),
+            proof: proof.to_bytes().into(),
+            certified: Some(c),
+        }
+    }
+
+    #[test]
+    fn certificates_and_proofs_are_checked() {
+        let ks = keys(1, 4);
+        let set = set_of(&ks);
+        let store = state(&set);
+        let root = store.root(0).unwrap();
+        let trust = TrustStore::new(chain(), Epoch(0), set.clone());
+        let good = certified(0, root, &ks, &[0, 1, 2], &chain());
+
+        // (what changes, expected verdict)
+        type Case = (&'static str, api::StateProof, Result<(), &'static str>);
+        let mut cases: Vec<Case> =
+            vec![("honest", proof_of(&store, b"other", good.clone()), Ok(()))];
+        cases.push((
+            "two of four signers",
+            proof_of(&store, b"other", certified(0, root, &ks, &[0, 1], &chain())),
+            Err("NoQuorum"),
+        ));
+        cases.push((
+            "signed for another chain",
+            proof_of(
+                &store,
+                b"other",
+                certified(0, root, &ks, &[0, 1, 2], &ChainId::new("other").unwrap()),
+            ),
+            Err("BadSignature"),
+        ));
+        let mut wrong_root = good.clone();
+        wrong_root.state_root = vec![9; 32].into();
+        cases.push((
+            "root not in the block",
+            proof_of(&store, b"other", wrong_root),
+            Err("HeaderMismatch"),
+        ));
+        let mut other_block = good.clone();
+        other_block.block = certified(0, Hash([7; 32]), &ks, &[0, 1, 2], &chain()).block;
+        cases.push((
+            "QC of another block",
+            proof_of(&store, b"other", other_block),
+            Err("QcForOtherBlock"),
+        ));
+        cases.push((
+            "unknown epoch",
+            proof_of(
+                &store,
+                b"other",
+                certified(5, root, &ks, &[0, 1, 2], &chain()),
+            ),
+            Err("UnknownEpoch"),
+        ));
+        let mut forged_value = proof_of(&store, b"other", good.clone());
+        forged_value.value = b"valuf".to_vec().into();
+        cases.push(("forged value", forged_value, Err("BadProof")));
+        let mut hidden = proof_of(&store, b"other", good.clone());
+        hidden.present = false;
+        cases.push(("value hidden", hidden, Err("BadProof")));
+        cases.push((
+            "absent key",
+            proof_of(&store, b"missing", good.clone()),
+            Ok(()),
+        ));
+        for (name, p, expected) in cases {
+            let k = p.key.to_vec();
+            let got = trust.verify_state(&p, &k).map(|_| ());
+            match (got, expected) {
+                (Ok(()), Ok(())) => {}
+                (Err(e), Err(variant)) => {
+                    assert!(format!("{e:?}").starts_with(variant), "{name}: {e:?}")
+                }
+                (got, expected) => panic!("{name}: got {got:?}, expected {expected:?}"),
+            }
+        }
+        // The proof must be for the key asked.
+        let p = proof_of(&store, b"other", good);
+        assert!(matches!(
+            trust.verify_state(&p, b"another"),
+            Err(VerifyError::WrongKey { .. })
+        ));
+    }
+
+    fn set_answer(
+        store: &MerkleStore,
+        set: &ValidatorSet,
+        c: api::Certified,
+    ) -> api::ValidatorSetResponse {
+        api::ValidatorSetResponse {
+            validators: validators_pb(set),
+            proof: Some(proof_of(store, key::VALIDATORS, c)),
+            consensus_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn later_epochs_are_learned_with_a_third_of_trusted_power() {
+        let old = keys(1, 4);
+        let old_set = set_of(&old);
+        // Epoch 3: two old validators stay, two new join (half the trusted
+        // power signs, more than a third).
+        let mut next_keys = old[..2].to_vec();
+        next_keys.extend(keys(50, 2));
+        let next_set = set_of(&next_keys);
+        let store = state(&next_set);
+        let root = store.root(0).unwrap();
+        let mut trust = TrustStore::new(chain(), Epoch(0), old_set.clone());
+        let answer = set_answer(
+            &store,
+            &next_set,
+            certified(3, root, &next_keys, &[0, 1, 2], &chain()),
+        );
+        assert_eq!(trust.learn(&answer), Ok(Some(3)));
+        assert_eq!(trust.latest().0, 3);
+        // Known now: answers of epoch 3 verify, and relearning is a no-op.
+        assert_eq!(trust.learn(&answer), Ok(None));
+
+        // Epoch 4: an entirely new set: no trusted validator vouches for it.
+        let stranger_keys = keys(90, 4);
+        let strangers = set_of(&stranger_keys);
+        let store = state(&strangers);
+        let root = store.root(0).unwrap();
+        let answer = set_answer(
+            &store,
+            &strangers,
+            certified(4, root, &stranger_keys, &[0, 1, 2, 3], &chain()),
+        );
+        assert!(matches!(
+            trust.learn(&answer),
+            Err(VerifyError::TrustGap {
+                epoch: 4,
+                trusted: 3,
+                ..
+            })
+        ));
+        // Signed by the old validators only for show: only 1 of the 4 signers
+        // (a quarter of trusted power) is trusted.
+        let mut mixed_keys = next_keys[..1].to_vec();
+        mixed_keys.extend(keys(120, 3));
+        let mixed = set_of(&mixed_keys);
+        let store = state(&mixed);
+        let root = store.root(0).unwrap();
+        let answer = set_answer(
+            &store,
+            &mixed,
+            certified(4, root, &mixed_keys, &[0, 1, 2, 3], &chain()),
+        );
+        assert!(matches!(
+            trust.learn(&answer),
+            Err(VerifyError::TrustGap { .. })
+        ));
+
+        // The answer's validator list must be what the proof shows.
+        let store = state(&next_set);
+        let root = store.root(0).unwrap();
+        let mut lying = set_answer(
+            &store,
+            &next_set,
+            certified(5, root, &next_keys, &[0, 1, 2], &chain()),
+        );
+        lying.validators.pop();
+        assert!(matches!(
+            trust.learn(&lying),
+            Err(VerifyError::AnswerContradictsProof { .. })
+        ));
+        // A trust file round-trips.
+        let back = TrustStore::from_file(
+            serde_json::from_str(&serde_json::to_string(&trust.to_file()).unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(back.latest().0, 3);
+        assert_eq!(back.set_of(0), Some(&old_set));
+    }
+
+    #[test]
+    fn a_skipped_epoch_with_the_same_set_verifies_with_a_stand_in() {
+        let ks = keys(1, 4);
+        let set = set_of(&ks);
+        let store = state(&set);
+        let root = store.root(0).unwrap();
+        let mut trust = TrustStore::new(chain(), Epoch(0), set.clone());
+        trust
+            .learn(&set_answer(
+                &store,
+                &set,
+                certified(9, root, &ks, &[0, 1, 2], &chain()),
+            ))
+            .unwrap();
+        let p = proof_of(
+            &store,
+            b"other",
+            certified(4, root, &ks, &[1, 2, 3], &chain()),
+        );
+        assert!(trust.verify_state(&p, b"other").is_ok());
+        // Too few stand-in signers: refused as an unknown epoch.
+        let p = proof_of(&store, b"other", certified(4, root, &ks, &[1, 2], &chain()));
+        assert!(matches!(
+            trust.verify_state(&p, b"other"),
+            Err(VerifyError::UnknownEpoch { epoch: 4, .. })
+        ));
+    }
+}
