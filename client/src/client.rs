@@ -221,10 +221,7 @@ impl Client {
         let (r, root, value) = self
             .fetch_verified(
                 &key::lease(id),
-                move |mut q| {
-                    let req = req.clone();
-                    async move { q.get_lease(req).await }
-                },
+                move |mut q| async move { q.get_lease(req).await },
                 |r: &api::LeaseResponse| r.proof.as_ref(),
             )
             .await?;
@@ -289,10 +286,7 @@ impl Client {
         let (r, root, value) = self
             .fetch_verified(
                 &gkey::proposal(id),
-                move |mut q| {
-                    let req = req.clone();
-                    async move { q.get_proposal(req).await }
-                },
+                move |mut q| async move { q.get_proposal(req).await },
                 |r: &api::ProposalResponse| r.proof.as_ref(),
             )
             .await?;

@@ -266,13 +266,51 @@ fn member_proposes_others_vote_change_takes_effect_and_two_machine_settlement() 
     let settled = bob.json(&["settle", "submit", trade_s]);
     assert_eq!(settled["settlement"]["exists"], true, "{settled}");
     assert_eq!(settled["settlement"]["quantity"], 10);
-    let seen = member.json(&["query", "settlement", &market, "7"]);
+    // Another node may be a block behind bob's: poll briefly.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let seen = loop {
+        let seen = member.json(&["query", "settlement", &market, "7"]);
+        if seen["exists"] == true || Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     assert_eq!(seen["buyer"], alice);
     assert_eq!(seen["seller"], bob_key);
     assert!(seen["verified"]["state_height"].as_u64().unwrap() >= seen["height"].as_u64().unwrap());
     // Settling the same trade twice is impossible.
     let again = bob.run(&["settle", "submit", trade_s]);
     assert_ne!(again.status.code(), Some(0));
+
+    // A lease: alice escrows for bob, bob claims, alice closes.
+    member.ok(&[
+        "lease",
+        "open",
+        "--from",
+        "alice",
+        "--provider",
+        &bob_key,
+        "--resource",
+        "storage",
+        "--escrow",
+        "10000",
+        "--rate-per-block",
+        "1000",
+        "--duration-blocks",
+        "400",
+    ]);
+    let lease = member.json(&["query", "lease", "0"]);
+    assert_eq!(lease["buyer"], alice, "{lease}");
+    assert_eq!(lease["escrow"], 10_000);
+    bob.ok(&["lease", "claim", "--from", "bob", "0", "2500"]);
+    assert_eq!(bob.json(&["query", "lease", "0"])["claimed"], 2500);
+    member.ok(&["lease", "close", "--from", "alice", "0"]);
+    assert_eq!(member.json(&["query", "lease", "0"])["exists"], false);
+    // Unbonding starts a release at a later height.
+    carol.ok(&["unbond", "--from", "carol", "1000"]);
+    let c = carol.json(&["balance", "carol"]);
+    assert_eq!(c["bonded"], 2_000_000 - 1000);
+    assert_eq!(c["unbonding"][0]["amount"], 1000);
 
     // The client followed the epochs and saved what it learned.
     let trust: Value =

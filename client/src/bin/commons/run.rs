@@ -1434,9 +1434,7 @@ async fn block_interval_ms(client: &mut Client, root: &Option<VerifiedRoot>) -> 
     let root = (*root)?;
     // An epoch's last block has no certificate to check; try a neighbour.
     for span in [SPAN, SPAN + 1] {
-        let Some(h) = root.block_height.checked_sub(span).filter(|h| *h > 0) else {
-            return None;
-        };
+        let h = root.block_height.checked_sub(span).filter(|h| *h > 0)?;
         if let Ok(older) = client.block(h).await {
             let dt = root
                 .timestamp_ms
