@@ -56,7 +56,7 @@ use commons_state_machine::ledger::gov::decode_validator_set;
 use commons_state_machine::ledger::state::key;
 use commons_state_machine::store::{Proof, verify_proof};
 use commons_types::batch::{VerifyItem, verify_all_ok};
-use commons_types::{ChainId, Epoch, Hash, Height, PublicKey, ValidatorSet};
+use commons_types::{ChainId, Epoch, Hash, ValidatorSet};
 use serde::{Deserialize, Serialize};
 
 use crate::limits;
@@ -562,18 +562,6 @@ pub fn validators_pb(set: &ValidatorSet) -> Vec<api::ValidatorInfo> {
         .collect()
 }
 
-/// Public keys of the signers of a block's QC (for display).
-pub fn signer_keys(set: &ValidatorSet, qc: &QuorumCert) -> Vec<PublicKey> {
-    qc.signers()
-        .filter_map(|i| set.get(i).map(|v| v.public_key))
-        .collect()
-}
-
-/// `Height` of a verified root, for callers that want the newtype.
-pub fn state_height(root: &VerifiedRoot) -> Height {
-    Height(root.state_height)
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -581,7 +569,7 @@ mod tests {
     use commons_consensus::{BlockFields, Vote};
     use commons_state_machine::ledger::gov::encode_validator_set;
     use commons_state_machine::store::MerkleStore;
-    use commons_types::{Round, SecretKey, Validator, ValidatorIndex};
+    use commons_types::{Height, Round, SecretKey, Validator, ValidatorIndex};
 
     use super::*;
 
