@@ -88,6 +88,16 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Up to `limit` entries with keys `>= from`, in key order.
     fn scan(&self, column: &Column, from: &[u8], limit: usize) -> Result<Entries, StoreError>;
 
+    /// Up to `limit` keys (without their values) that start with `prefix`
+    /// and are `>= from`, in key order.
+    fn scan_keys(
+        &self,
+        column: &Column,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError>;
+
     /// Whether `column` exists in this backend.
     fn has_column(&self, column: &Column) -> bool;
 
@@ -176,6 +186,29 @@ impl Backend for MemoryBackend {
             .range::<[u8], _>((Bound::Included(from), Bound::Unbounded))
             .take(limit)
             .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn scan_keys(
+        &self,
+        column: &Column,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let columns = self.columns.read().map_err(|_| Self::poisoned())?;
+        let map = columns
+            .get(column)
+            .ok_or_else(|| StoreError::UnknownColumnFamily {
+                name: column.name().to_owned(),
+            })?;
+        let start = from.max(prefix);
+        Ok(map
+            .range::<[u8], _>((Bound::Included(start), Bound::Unbounded))
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(prefix))
+            .take(limit)
+            .cloned()
             .collect())
     }
 

@@ -208,6 +208,8 @@ pub struct MerkleStore {
     /// `finish_pruning` never interleave their steps.
     prune_lock: Arc<Mutex<()>>,
     pruner: Option<Pruner>,
+    /// The error of the last inline prune after a write, if it failed.
+    inline_prune_failure: Mutex<Option<String>>,
 }
 
 /// A version's batch, built but not yet written.
@@ -296,6 +298,21 @@ impl MerkleStore {
         }
         let latest = read_u64(&*backend, META_LATEST)?;
         let oldest = read_u64(&*backend, META_OLDEST)?.unwrap_or(0);
+        let prune_next = read_u64(&*backend, META_PRUNE_NEXT)?.unwrap_or(1);
+        // The counters hold `prune_next <= oldest + 1 <= latest + 1`; data
+        // that breaks it would send the pruner far past the end.
+        let bound = latest.map_or(Some(1), |latest| latest.checked_add(1));
+        if latest.is_some_and(|latest| oldest > latest)
+            || (latest.is_none() && oldest != 0)
+            || bound.is_none_or(|bound| prune_next > bound)
+        {
+            return Err(StoreError::corrupt(
+                "meta",
+                format!(
+                    "counters out of order: latest {latest:?}, oldest {oldest}, prune_next {prune_next}"
+                ),
+            ));
+        }
         let mut store = MerkleStore {
             backend,
             config,
@@ -304,14 +321,9 @@ impl MerkleStore {
             trees: BTreeMap::new(),
             prune_lock: Arc::new(Mutex::new(())),
             pruner: None,
+            inline_prune_failure: Mutex::new(None),
         };
         if let Some(version) = latest {
-            if oldest > version {
-                return Err(StoreError::corrupt(
-                    "meta",
-                    format!("oldest version {oldest} above latest {version}"),
-                ));
-            }
             let tree = store.load_latest_tree(version)?;
             store.trees.insert(version, tree);
             let first = store.first_in_memory(version);
@@ -473,7 +485,8 @@ impl MerkleStore {
         self.backend.write(batch)?;
         self.oldest = oldest;
         self.drop_old_trees();
-        self.run_pruning()
+        self.prune_after_write();
+        Ok(())
     }
 
     /// Runs pruning to completion on the caller's thread (the background
@@ -494,15 +507,22 @@ impl MerkleStore {
         self.backend.wait_for_background_work()
     }
 
-    /// The error that stopped the background pruner, if any. Pruning is
-    /// retried at the next apply.
+    /// The error that last stopped pruning (in the background or inline),
+    /// if any. Pruning is retried at the next apply.
     pub fn pruner_failure(&self) -> Option<String> {
-        let pruner = self.pruner.as_ref()?;
-        pruner
-            .failure
+        let inline = self
+            .inline_prune_failure
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+            .clone();
+        let background = self.pruner.as_ref().and_then(|pruner| {
+            pruner
+                .failure
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone()
+        });
+        background.or(inline)
     }
 
     /// Checks the whole tree of `version`: every hash recomputed, the shape
@@ -694,7 +714,9 @@ impl MerkleStore {
         self.oldest = oldest;
         self.drop_old_trees();
         tracing::debug!(height = version, %root, "state version applied");
-        self.run_pruning()?;
+        // The version is written: whatever pruning does now, `apply` has
+        // succeeded, so a pruning failure is recorded, not returned.
+        self.prune_after_write();
         Ok(root)
     }
 
@@ -741,6 +763,24 @@ impl MerkleStore {
         Ok(column)
     }
 
+    /// Runs (or wakes) pruning after a write that has already landed; a
+    /// failure is logged and kept for [`MerkleStore::pruner_failure`], and
+    /// pruning is retried after the next write.
+    fn prune_after_write(&self) {
+        let result = self.run_pruning();
+        let mut failure = self
+            .inline_prune_failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match result {
+            Ok(()) => *failure = None,
+            Err(error) => {
+                tracing::warn!(%error, "state pruning failed; retried after the next version");
+                *failure = Some(error.to_string());
+            }
+        }
+    }
+
     fn run_pruning(&self) -> Result<(), StoreError> {
         match &self.pruner {
             Some(pruner) => {
@@ -748,9 +788,11 @@ impl MerkleStore {
                 Ok(())
             }
             None => {
-                // Inline: at most two steps per call. Each apply makes at
-                // most one more version prunable, so two steps catch up on
-                // any backlog while bounding the work a commit does.
+                // Inline: at most two steps per call, bounding the work a
+                // commit does. An apply usually makes one more version
+                // prunable, so two steps drain a backlog (after
+                // `prune_before`, or a wider window before a restart) over
+                // the following applies.
                 for _ in 0..2 {
                     if !prune_step(&*self.backend, &self.prune_lock)? {
                         break;
@@ -842,23 +884,20 @@ impl MerkleStore {
         let mut ops: BTreeMap<Hash32, Option<(Hash32, u64)>> = BTreeMap::new();
         // Keys written by `version`: deleted unless the stale list restores them.
         let prefix = version.to_be_bytes();
-        let mut from = value_key(version, &[0; HASH_BYTES]);
+        let mut from = prefix.to_vec();
         loop {
-            let entries = self
-                .backend
-                .scan(&Column::Values, &from, MAX_STORE_SCAN_ENTRIES)?;
-            let mut last = None;
-            for (key, _) in entries
-                .iter()
-                .take_while(|(key, _)| key.starts_with(&prefix))
-            {
-                let key_hash = read_hash(&key[8..])
+            let keys =
+                self.backend
+                    .scan_keys(&Column::Values, &prefix, &from, MAX_STORE_SCAN_ENTRIES)?;
+            for key in &keys {
+                let key_hash = key
+                    .get(8..)
+                    .and_then(read_hash)
                     .ok_or_else(|| StoreError::corrupt("values", "key of the wrong length"))?;
                 ops.insert(key_hash, None);
-                last = Some(key);
             }
-            match last {
-                Some(key) if entries.len() == MAX_STORE_SCAN_ENTRIES => {
+            match keys.last() {
+                Some(key) if keys.len() == MAX_STORE_SCAN_ENTRIES => {
                     from = key.clone();
                     from.push(0);
                 }
@@ -1149,10 +1188,13 @@ fn prune_step(backend: &dyn Backend, lock: &Mutex<()>) -> Result<bool, StoreErro
         batch.delete(Column::Meta, stale_key);
     }
     batch.delete(Column::Meta, meta_key(META_ROOT, next - 1));
+    let after = next
+        .checked_add(1)
+        .ok_or_else(|| StoreError::corrupt("meta", "prune_next at the largest version"))?;
     batch.put(
         Column::Meta,
         META_PRUNE_NEXT.to_vec(),
-        (next + 1).to_be_bytes().to_vec(),
+        after.to_be_bytes().to_vec(),
     );
     backend.write(batch)?;
     tracing::trace!(height = next, "pruned state made stale by this version");

@@ -123,6 +123,32 @@ impl Backend for RocksBackend {
         Ok(out)
     }
 
+    fn scan_keys(
+        &self,
+        column: &Column,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        let handle = self.handle(column)?;
+        let mut options = rocksdb::ReadOptions::default();
+        // Stop at the end of the prefix instead of reading past it.
+        if let Some(end) = prefix_end(prefix) {
+            options.set_iterate_upper_bound(end);
+        }
+        let start = from.max(prefix);
+        let mode = rocksdb::IteratorMode::From(start, rocksdb::Direction::Forward);
+        let mut out = Vec::new();
+        for entry in self.db.iterator_cf_opt(handle, options, mode) {
+            let (key, _) = entry?;
+            if !key.starts_with(prefix) || out.len() == limit {
+                break;
+            }
+            out.push(key.to_vec());
+        }
+        Ok(out)
+    }
+
     fn has_column(&self, column: &Column) -> bool {
         self.columns.contains(column.name())
     }
@@ -135,4 +161,17 @@ impl Backend for RocksBackend {
         self.db.wait_for_compact(&options)?;
         Ok(())
     }
+}
+
+/// The first key after every key that starts with `prefix`, if any (none
+/// when the prefix is all `0xff` bytes or empty).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
 }

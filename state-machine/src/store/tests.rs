@@ -97,6 +97,13 @@ fn memory_config(window: Option<u64>) -> StoreConfig {
     }
 }
 
+fn in_memory(config: StoreConfig, scenario: &Scenario) -> StoreConfig {
+    StoreConfig {
+        versions_in_memory: scenario.in_memory,
+        ..config
+    }
+}
+
 // ---- known answers ----
 
 #[test]
@@ -198,6 +205,8 @@ fn known_answer_hundred_keys_in_steps() {
 struct Scenario {
     versions: Vec<Vec<(u8, Option<u8>)>>,
     window: Option<u64>,
+    /// Trees kept in memory: small, so reads of older versions undo.
+    in_memory: u64,
 }
 
 fn scenario(max_versions: usize) -> impl Strategy<Value = Scenario> {
@@ -206,8 +215,13 @@ fn scenario(max_versions: usize) -> impl Strategy<Value = Scenario> {
     (
         prop::collection::vec(version, 1..max_versions),
         prop::option::of(1u64..6),
+        1u64..4,
     )
-        .prop_map(|(versions, window)| Scenario { versions, window })
+        .prop_map(|(versions, window, in_memory)| Scenario {
+            versions,
+            window,
+            in_memory,
+        })
 }
 
 fn key_of(i: u8) -> Vec<u8> {
@@ -352,7 +366,7 @@ proptest! {
 
     #[test]
     fn memory_store_matches_model(scenario in scenario(14)) {
-        let mut store = MerkleStore::open_memory_with(&memory_config(scenario.window)).unwrap();
+        let mut store = MerkleStore::open_memory_with(&in_memory(memory_config(scenario.window), &scenario)).unwrap();
         let models = run_scenario(&mut store, &scenario);
         check_versions(&store, &models);
         let latest = store.latest_version().unwrap();
@@ -388,8 +402,8 @@ proptest! {
     #[test]
     fn memory_and_rocksdb_store_the_same_bytes(scenario in scenario(10)) {
         let dir = tempfile::tempdir().unwrap();
-        let mut rocks = MerkleStore::open_rocksdb(dir.path(), &rocks_config(scenario.window)).unwrap();
-        let mut memory = MerkleStore::open_memory_with(&memory_config(scenario.window)).unwrap();
+        let mut rocks = MerkleStore::open_rocksdb(dir.path(), &in_memory(rocks_config(scenario.window), &scenario)).unwrap();
+        let mut memory = MerkleStore::open_memory_with(&in_memory(memory_config(scenario.window), &scenario)).unwrap();
         let models = run_scenario(&mut rocks, &scenario);
         let memory_models = run_scenario(&mut memory, &scenario);
         prop_assert_eq!(&models, &memory_models);
@@ -407,7 +421,7 @@ proptest! {
         check_no_leak(&rocks);
         // Reopen: the same versions, the same answers.
         drop(rocks);
-        let rocks = MerkleStore::open_rocksdb(dir.path(), &rocks_config(scenario.window)).unwrap();
+        let rocks = MerkleStore::open_rocksdb(dir.path(), &in_memory(rocks_config(scenario.window), &scenario)).unwrap();
         check_versions(&rocks, &models);
     }
 }
@@ -491,6 +505,59 @@ fn trees_in_memory_stay_bounded_and_older_versions_are_rebuilt() {
             let (got, proof) = store.get_with_proof(version, key).unwrap();
             assert_eq!(got.as_ref(), Some(value));
             verify_proof(&root.0, key, Some(value), &proof).unwrap();
+        }
+    }
+}
+
+/// Versions of more writes than one backend scan returns: reopening reads
+/// the leaves in several scans, and rebuilding the older version undoes a
+/// version whose keys take several scans (and the parallel update path).
+#[test]
+fn reopen_and_undo_across_many_scans() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        versions_in_memory: 1,
+        ..rocks_config(None)
+    };
+    let n = MAX_STORE_SCAN_ENTRIES as u64 + 2_500;
+    let first: Writes = (0..n)
+        .map(|i| {
+            (
+                format!("key{i}").into_bytes(),
+                Some(i.to_be_bytes().to_vec()),
+            )
+        })
+        .collect();
+    // The second version rewrites every other key, deletes some, inserts more.
+    let second: Writes = (0..n + n / 2)
+        .filter(|i| i % 2 == 0)
+        .map(|i| {
+            let value = (i % 10 != 4).then(|| (i + 1).to_be_bytes().to_vec());
+            (format!("key{i}").into_bytes(), value)
+        })
+        .collect();
+    let mut models = Vec::new();
+    let mut model = Model::new();
+    {
+        let mut store = MerkleStore::open_rocksdb(dir.path(), &config).unwrap();
+        for (version, writes) in [&first, &second].into_iter().enumerate() {
+            model_apply(&mut model, writes);
+            models.push(model.clone());
+            store.apply(version as u64, writes).unwrap();
+        }
+    }
+    let store = MerkleStore::open_rocksdb(dir.path(), &config).unwrap();
+    assert_eq!(store.trees_in_memory(), 1);
+    for (version, model) in models.iter().enumerate() {
+        let version = version as u64;
+        assert_eq!(store.root(version).unwrap().0, reference_root(model));
+        assert_eq!(
+            store.check_integrity(version).unwrap().leaves as usize,
+            model.len()
+        );
+        for i in (0..n + n / 2).step_by(97) {
+            let key = format!("key{i}").into_bytes();
+            assert_eq!(store.get(version, &key).unwrap().as_ref(), model.get(&key));
         }
     }
 }
