@@ -389,3 +389,518 @@ async fn send_all(
         assert_eq!(i, txs.len());
     }
 }
+
+/// One validator cut off from the others by fault-injecting proxies (every
+/// byte to and from it dropped) does not stop the other three; after the
+/// heal it reconnects by itself, catches up, agrees on the blocks and state
+/// roots, and votes again.
+#[test]
+fn validator_cut_off_by_a_partition_catches_up_after_the_heal() {
+    let _serial = serial();
+    runtime().block_on(validator_cut_off_by_a_partition_catches_up_after_the_heal_body());
+}
+
+async fn validator_cut_off_by_a_partition_catches_up_after_the_heal_body() {
+    const VICTIM: usize = 3;
+    // Short epochs, so that the victim misses an epoch change and must
+    // catch up across it.
+    const EPOCH: u64 = 15;
+    let mut cluster = Cluster::init(N, &["--epoch-length", &EPOCH.to_string()]);
+    // All peer traffic of the victim goes through proxies on one switch:
+    // the victim reaches validator j through `to[j]`, and the others reach
+    // the victim through `to_victim`.
+    let link = proxy::Link::new();
+    let mut to = Vec::new();
+    for j in 0..N {
+        to.push(proxy::start(cluster.nodes[j].p2p, &link).await);
+    }
+    let others: Vec<usize> = (0..N).filter(|j| *j != VICTIM).collect();
+    let routes: Vec<(usize, std::net::SocketAddr)> = others.iter().map(|j| (*j, to[*j])).collect();
+    cluster.route_peers(VICTIM, &routes);
+    for j in &others {
+        cluster.route_peers(*j, &[(VICTIM, to[VICTIM])]);
+    }
+    cluster.start_all();
+    let mut channels = Vec::new();
+    for i in 0..N {
+        channels.push(connect(&cluster.endpoint(i), Duration::from_secs(20)).await);
+    }
+    for ch in &channels {
+        assert!(
+            wait_height(ch, 3, Duration::from_secs(30)).await,
+            "no blocks committed\n{}",
+            cluster.logs()
+        );
+    }
+    let (ch0, victim) = (channels[0].clone(), channels[VICTIM].clone());
+
+    // Cut. Messages already delivered may still commit a block or two on
+    // the victim; once they are processed its height must freeze.
+    link.cut();
+    let frozen = eventually(Duration::from_secs(10), || {
+        let victim = victim.clone();
+        async move {
+            let a = latest_height(&victim).await?;
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            let b = latest_height(&victim).await?;
+            (a == b).then_some(b)
+        }
+    })
+    .await
+    .expect("the victim kept committing: the proxies do not isolate it");
+    let h_cut = latest_height(&ch0).await.unwrap();
+
+    // The other three keep committing, with transactions, while it is cut.
+    let mut txs = Vec::new();
+    for k in 0..24u64 {
+        let buyer = (k % 4) as u32;
+        txs.push(settlement(
+            &cluster.chain,
+            buyer,
+            buyer + 8,
+            k / 4,
+            5_000 + k,
+        ));
+    }
+    let mut tx0 = api::tx_client::TxClient::new(ch0.clone());
+    for tx in &txs {
+        tx0.submit(tx.clone()).await.expect("Submit");
+    }
+    let mut receipts = Vec::new();
+    for tx in &txs {
+        let status = tx0
+            .wait_committed(api::WaitCommittedRequest {
+                tx_id: tx_id(tx).into(),
+                timeout_ms: 30_000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            status.state,
+            api::TxState::Committed as i32,
+            "three validators did not commit while one is cut off\n{}",
+            cluster.logs()
+        );
+        receipts.push(status.receipt.unwrap());
+    }
+    assert!(
+        wait_height(&ch0, h_cut + 20, Duration::from_secs(40)).await,
+        "three validators stopped committing\n{}",
+        cluster.logs()
+    );
+    for j in &others {
+        assert!(latest_height(&channels[*j]).await.unwrap() > h_cut + 10);
+    }
+    // Still cut off: it has seen none of it.
+    assert_eq!(
+        latest_height(&victim).await.unwrap(),
+        frozen,
+        "the victim committed blocks while cut off"
+    );
+
+    // Heal: it reconnects (the proxies reset the stale connections), catches
+    // up and agrees.
+    link.heal();
+    let target = latest_height(&ch0).await.unwrap();
+    assert!(
+        wait_height(&victim, target, Duration::from_secs(40)).await,
+        "the victim did not catch up to {target} after the heal\n{}",
+        cluster.logs()
+    );
+    let mut tx_victim = api::tx_client::TxClient::new(victim.clone());
+    for (tx, r0) in txs.iter().zip(&receipts) {
+        let s = tx_victim
+            .get_tx_status(api::TxStatusRequest {
+                tx_id: tx_id(tx).into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(s.state, api::TxState::Committed as i32);
+        assert_eq!(s.receipt.as_ref(), Some(r0), "same block, same receipt");
+    }
+    let h = latest_height(&ch0).await.unwrap();
+    let mut seen = Vec::new();
+    for ch in &channels {
+        assert!(wait_height(ch, h, Duration::from_secs(20)).await);
+        seen.push(block_at(ch, h).await);
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0] == w[1]),
+        "validators disagree at height {h}: {seen:?}"
+    );
+    // The blocks it missed are the same as everyone's, too, across the
+    // epoch boundaries it missed.
+    let q0 = api::query_client::QueryClient::new(ch0.clone());
+    let epoch_of = |h: u64| {
+        let mut q0 = q0.clone();
+        async move {
+            q0.get_block(api::BlockRequest { height: h })
+                .await
+                .unwrap()
+                .into_inner()
+                .epoch
+        }
+    };
+    assert!(
+        epoch_of(target).await > epoch_of(frozen).await,
+        "the cut did not span an epoch change"
+    );
+    for h in frozen + 1..=target {
+        assert_eq!(block_at(&victim, h).await, block_at(&ch0, h).await);
+    }
+
+    // It votes again: its signature is in certificates after the heal.
+    let set = cluster.genesis.validator_set().unwrap();
+    let me = set.index_of(&cluster.nodes[VICTIM].public_key).unwrap();
+    let from = latest_height(&victim).await.unwrap();
+    let signed = eventually(Duration::from_secs(30), || {
+        let ch0 = ch0.clone();
+        async move {
+            let top = latest_height(&ch0).await?;
+            for h in from + 1..top {
+                if let Some(qc) = certificate_of(&ch0, h).await
+                    && qc.signers().any(|i| i == me)
+                {
+                    return Some(h);
+                }
+            }
+            None
+        }
+    })
+    .await;
+    assert!(
+        signed.is_some(),
+        "the healed validator never signed a certificate\n{}",
+        cluster.logs()
+    );
+    // And the chain needs it: with validator 0 stopped, validators 1 to 3
+    // (the healed one among them) still commit.
+    cluster.procs[0].kill9();
+    let h = latest_height(&victim).await.unwrap();
+    assert!(
+        wait_height(&victim, h + 3, Duration::from_secs(40)).await,
+        "no progress with the healed validator in the quorum\n{}",
+        cluster.logs()
+    );
+}
+
+/// The validator set in force as `channel`'s node reports it, its
+/// consensus epoch and the proof.
+async fn validator_set(
+    channel: &tonic::transport::Channel,
+) -> (commons_types::ValidatorSet, u64, api::StateProof) {
+    let mut q = api::query_client::QueryClient::new(channel.clone());
+    let r = q
+        .get_validator_set(api::ValidatorSetRequest {})
+        .await
+        .expect("GetValidatorSet")
+        .into_inner();
+    let set = commons_types::ValidatorSet::new(
+        r.validators
+            .iter()
+            .map(|v| commons_types::Validator {
+                public_key: commons_types::PublicKey(v.public_key[..].try_into().unwrap()),
+                power: v.power,
+            })
+            .collect(),
+    )
+    .unwrap();
+    (set, r.consensus_epoch, r.proof.expect("proof"))
+}
+
+/// A validator-set change voted through the DAO takes effect at the next
+/// epoch boundary, and the new validator, which followed the chain as a
+/// non-validator until then, starts voting: its signature is in the
+/// certificates, and the chain needs it once a genesis validator stops.
+#[test]
+fn validator_voted_in_by_the_dao_starts_voting() {
+    let _serial = serial();
+    runtime().block_on(validator_voted_in_by_the_dao_starts_voting_body());
+}
+
+async fn validator_voted_in_by_the_dao_starts_voting_body() {
+    use commons_governance::{
+        Outcome, Proposal, ProposalAction, ProposalContent, ProposalStatus, ValidatorChange,
+    };
+    use commons_node::devnet::{DEVNET_VALIDATOR_BONDED, DEVNET_VALIDATOR_POWER, demo_account_key};
+    use commons_types::tx::pb;
+
+    const EPOCH: u64 = 20;
+    let mut cluster = Cluster::init(
+        N,
+        &[
+            "--epoch-length",
+            &EPOCH.to_string(),
+            "--param",
+            "voting_period_blocks=30",
+        ],
+    );
+    // A fifth node with its own key, joining the same genesis: not a
+    // validator.
+    let new = cluster.add_node();
+    let new_key = cluster.nodes[new].public_key;
+    cluster.start_all();
+    let ch0 = connect(&cluster.endpoint(0), Duration::from_secs(20)).await;
+    let chn = connect(&cluster.endpoint(new), Duration::from_secs(20)).await;
+    assert!(
+        wait_height(&ch0, 2, Duration::from_secs(30)).await,
+        "no blocks committed\n{}",
+        cluster.logs()
+    );
+    let genesis_set = cluster.genesis.validator_set().unwrap();
+    assert!(genesis_set.index_of(&new_key).is_none());
+    // It follows the chain as a non-validator.
+    let h = latest_height(&ch0).await.unwrap();
+    assert!(
+        wait_height(&chn, h, Duration::from_secs(20)).await,
+        "the non-validator does not follow the chain\n{}",
+        cluster.logs()
+    );
+
+    // Parameters, with their proof: the short periods of this genesis.
+    let mut q0 = api::query_client::QueryClient::new(ch0.clone());
+    let params = q0
+        .get_params(api::ParamsRequest {})
+        .await
+        .expect("GetParams")
+        .into_inner();
+    verify_state_proof(&cluster.chain, &genesis_set, params.proof.as_ref().unwrap());
+    assert_eq!(params.params["epoch_length_blocks"], EPOCH);
+    assert_eq!(params.params["voting_period_blocks"], 30);
+    let min_deposit = params.params["min_deposit"];
+
+    // The proposal: add the new node's key with the power of the others,
+    // its whole deposit up front so that voting starts at once.
+    let content = ProposalContent {
+        title: "Add validator 4".into(),
+        description: "End-to-end test of a validator-set change".into(),
+        action: ProposalAction::ValidatorChange(vec![ValidatorChange::Add {
+            key: new_key,
+            power: DEVNET_VALIDATOR_POWER,
+        }]),
+    };
+    let propose = signed(
+        &cluster.chain,
+        &demo_account_key(0),
+        0,
+        pb::action::Kind::Propose(pb::Propose {
+            content: content.encode().into(),
+            deposit: min_deposit,
+        }),
+    );
+    let receipt = submit_and_wait(&ch0, &propose).await;
+    assert_eq!(receipt.code, 0, "Propose failed: {}", receipt.message);
+    let proposal = eventually(Duration::from_secs(10), || {
+        let mut q0 = q0.clone();
+        async move {
+            let r = q0
+                .get_proposal(api::ProposalRequest { proposal_id: 0 })
+                .await
+                .unwrap()
+                .into_inner();
+            (!r.proposal_json.is_empty()).then_some(r)
+        }
+    })
+    .await
+    .expect("proposal 0 never became queryable");
+    verify_state_proof(
+        &cluster.chain,
+        &genesis_set,
+        proposal.proof.as_ref().unwrap(),
+    );
+    let stored: Proposal = serde_json::from_str(&proposal.proposal_json).unwrap();
+    assert_eq!(stored.content(), &content);
+    assert!(
+        matches!(stored.status(), ProposalStatus::VotingPeriod(_)),
+        "{:?}",
+        stored.status()
+    );
+
+    // Every genesis validator votes yes with its bonded stake, each through
+    // its own node.
+    let mut votes = Vec::new();
+    for i in 0..N {
+        // Same action and nonce for all four: only the fee tells the bodies
+        // (and so the transaction ids) apart.
+        let vote = signed_with_fee(
+            &cluster.chain,
+            &cluster.key(i),
+            0,
+            100_000 + i as u64,
+            pb::action::Kind::Vote(pb::Vote {
+                proposal_id: 0,
+                options: vec![pb::WeightedOption {
+                    option: commons_governance::VoteOption::Yes.to_wire(),
+                    weight_permille: 1000,
+                }],
+            }),
+        );
+        let ch = connect(&cluster.endpoint(i), Duration::from_secs(10)).await;
+        api::tx_client::TxClient::new(ch)
+            .submit(vote.clone())
+            .await
+            .expect("Submit vote");
+        votes.push(vote);
+    }
+    let mut tx0 = api::tx_client::TxClient::new(ch0.clone());
+    for vote in &votes {
+        let s = tx0
+            .wait_committed(api::WaitCommittedRequest {
+                tx_id: tx_id(vote).into(),
+                timeout_ms: 30_000,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(s.state, api::TxState::Committed as i32, "{}", s.reason);
+        let r = s.receipt.unwrap();
+        assert_eq!(r.code, 0, "vote failed: {}", r.message);
+    }
+    // The votes and the running tally are queryable with proofs (unless the
+    // voting period already ended: then the tally has been concluded).
+    let voter = cluster.nodes[1].public_key;
+    let v = q0
+        .get_votes(api::VotesRequest {
+            proposal_id: 0,
+            voter: voter.0.to_vec().into(),
+        })
+        .await
+        .expect("GetVotes")
+        .into_inner();
+    verify_state_proof(&cluster.chain, &genesis_set, v.proof.as_ref().unwrap());
+    verify_state_proof(
+        &cluster.chain,
+        &genesis_set,
+        v.tally_proof.as_ref().unwrap(),
+    );
+    if !v.options.is_empty() {
+        assert_eq!(v.options.len(), 1);
+        assert_eq!(v.options[0].option, 1);
+        assert_eq!(v.options[0].weight_permille, 1000);
+        let yes = v.tally.unwrap().yes;
+        assert!(yes >= DEVNET_VALIDATOR_BONDED && yes <= 4 * DEVNET_VALIDATOR_BONDED);
+    }
+
+    // The proposal passes at the end of its voting period; the change waits
+    // for the next epoch boundary, then every node runs with five.
+    let (set, epoch, proof) = eventually(Duration::from_secs(60), || {
+        let ch0 = ch0.clone();
+        async move {
+            let (set, epoch, proof) = validator_set(&ch0).await;
+            (set.index_of(&new_key).is_some()).then_some((set, epoch, proof))
+        }
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the new validator never entered the set\n{}",
+            cluster.logs()
+        )
+    });
+    assert_eq!(set.len(), N + 1);
+    // A state showing the new set is certified by the new set.
+    verify_state_proof(&cluster.chain, &set, &proof);
+    assert_eq!(
+        set.power_of(set.index_of(&new_key).unwrap()),
+        DEVNET_VALIDATOR_POWER
+    );
+    assert!(epoch >= 1, "the set changed without an epoch change");
+    let r = q0
+        .get_proposal(api::ProposalRequest { proposal_id: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let stored: Proposal = serde_json::from_str(&r.proposal_json).unwrap();
+    match stored.status() {
+        ProposalStatus::Finished { outcome, at, .. } => {
+            assert_eq!(*outcome, Outcome::Passed);
+            // Decided at `at`, in force from the first epoch boundary at or
+            // after it: certificates up to the boundary are the genesis
+            // set's, after it the new set's.
+            let boundary = at.0.div_ceil(EPOCH) * EPOCH;
+            let mut q = api::query_client::QueryClient::new(ch0.clone());
+            let last = q
+                .get_block(api::BlockRequest { height: boundary })
+                .await
+                .unwrap()
+                .into_inner();
+            let first = q
+                .get_block(api::BlockRequest {
+                    height: boundary + 1,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                first.epoch,
+                last.epoch + 1,
+                "an epoch starts after {boundary}"
+            );
+            let before = certificate_of(&ch0, boundary - 1).await.unwrap();
+            verify_qc(&cluster.chain, &genesis_set, &before);
+            assert!(wait_height(&ch0, boundary + 2, Duration::from_secs(20)).await);
+            let after = certificate_of(&ch0, boundary + 1).await.unwrap();
+            assert_eq!(after.data.epoch.0, first.epoch);
+            verify_qc(&cluster.chain, &set, &after);
+        }
+        other => panic!("proposal not finished: {other:?}"),
+    }
+    // The new node sees the same set and is in the same epoch.
+    let (set_n, _, _) = eventually(Duration::from_secs(20), || {
+        let chn = chn.clone();
+        async move {
+            let r = validator_set(&chn).await;
+            (r.0.index_of(&new_key).is_some()).then_some(r)
+        }
+    })
+    .await
+    .expect("the new validator does not know it joined");
+    assert_eq!(set_n.hash(), set.hash());
+
+    // It votes: its signature, valid, is in certificates of the new set.
+    let me = set.index_of(&new_key).unwrap();
+    let from = latest_height(&ch0).await.unwrap();
+    let signed_qc = eventually(Duration::from_secs(30), || {
+        let ch0 = ch0.clone();
+        async move {
+            let top = latest_height(&ch0).await?;
+            for h in from..top {
+                if let Some(qc) = certificate_of(&ch0, h).await
+                    && qc.signers().any(|i| i == me)
+                {
+                    return Some(qc);
+                }
+            }
+            None
+        }
+    })
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the new validator never signed a certificate\n{}",
+            cluster.logs()
+        )
+    });
+    assert!(signed_qc.data.epoch.0 >= epoch);
+    verify_qc(&cluster.chain, &set, &signed_qc);
+
+    // And the chain needs its vote: 4 of 5 equal powers are a quorum, 3
+    // are not. With genesis validator 0 stopped, the other three and the
+    // new one still commit.
+    cluster.procs[0].kill9();
+    let h = latest_height(&chn).await.unwrap();
+    assert!(
+        wait_height(&chn, h + 3, Duration::from_secs(40)).await,
+        "no progress with the new validator in the quorum\n{}",
+        cluster.logs()
+    );
+    let chain_top = latest_height(&chn).await.unwrap();
+    let ch1 = connect(&cluster.endpoint(1), Duration::from_secs(10)).await;
+    assert!(wait_height(&ch1, chain_top, Duration::from_secs(20)).await);
+    assert_eq!(
+        block_at(&ch1, chain_top).await,
+        block_at(&chn, chain_top).await
+    );
+}
