@@ -38,7 +38,12 @@
 //! any peer that completes the handshake. Messages to a peer go over the
 //! connection this node dialed if there is one, else over the peer's inbound
 //! connection (a validator that joined later and is not in this node's
-//! list). Each connection has a bounded outbound queue; a full queue drops
+//! list). The driver broadcasts consensus messages to every connected peer,
+//! not only to the epoch's validators: a node outside the set (for example
+//! one voted in and waiting for its epoch) follows the chain from the
+//! proposals it receives, and votes from the epoch that includes it. The
+//! inbound limit bounds how many such followers a validator serves.
+//! Each connection has a bounded outbound queue; a full queue drops
 //! the frame and counts it. A peer whose frames do not decode, or whose
 //! messages the consensus core refuses as malformed, loses score and is
 //! disconnected at [`limits::PEER_SCORE_DISCONNECT`].
@@ -746,12 +751,12 @@ mod tests {
 
             #[test]
             fn hellos_of_arbitrary_bytes_are_refused_or_canonical(bytes in vec(any::<u8>(), 0..300)) {
-                if let Ok(h) = decode_hello(&bytes) {
-                    // Any UTF-8 name within the limit decodes; the handshake
-                    // then refuses a chain other than its own.
-                    if let Ok(chain) = ChainId::new(h.chain.clone()) {
-                        prop_assert_eq!(hello_frame(&chain, &h.key, &h.challenge).to_vec(), bytes);
-                    }
+                // Any UTF-8 name within the limit decodes; the handshake
+                // then refuses a chain other than its own.
+                if let Ok(h) = decode_hello(&bytes)
+                    && let Ok(chain) = ChainId::new(h.chain.clone())
+                {
+                    prop_assert_eq!(hello_frame(&chain, &h.key, &h.challenge).to_vec(), bytes);
                 }
             }
 
@@ -761,10 +766,10 @@ mod tests {
                 let mut bytes = good.clone();
                 let i = flip % bytes.len();
                 bytes[i] ^= 1 << bit;
-                if let Ok(h) = decode_hello(&bytes) {
-                    if let Ok(chain) = ChainId::new(h.chain.clone()) {
-                        prop_assert_eq!(hello_frame(&chain, &h.key, &h.challenge).to_vec(), bytes);
-                    }
+                if let Ok(h) = decode_hello(&bytes)
+                    && let Ok(chain) = ChainId::new(h.chain.clone())
+                {
+                    prop_assert_eq!(hello_frame(&chain, &h.key, &h.challenge).to_vec(), bytes);
                 }
                 let cut = cut % good.len();
                 prop_assert!(decode_hello(&good[..cut]).is_err());
