@@ -441,13 +441,11 @@ impl Driver {
             let frame = transport::message_frame(&out.message);
             match &out.to {
                 Destination::Broadcast => {
-                    let peers: Vec<PublicKey> = self
-                        .replica
-                        .validator_set()
-                        .validators()
-                        .iter()
-                        .map(|v| v.public_key)
-                        .collect();
+                    // The epoch's validators, and connected followers: a
+                    // node outside the set (one voted in and waiting for its
+                    // epoch) follows the chain from the proposals and
+                    // timeouts it receives, whose certificates commit.
+                    let peers = self.peer_keys();
                     self.transport.send_all(peers.iter(), frame);
                 }
                 Destination::To(key) => {

@@ -48,6 +48,12 @@ pub const PEER_SCORE_DISCONNECT: u32 = 100;
 pub const SCORE_BAD_FRAME: u32 = 50;
 pub const SCORE_INVALID_MESSAGE: u32 = 10;
 
+/// Stored QCs of one height looked at when serving a committed range from
+/// the store. Each round certifies at most one block, and rounds that
+/// certified a block at a height that then did not commit are rare (a fork
+/// of a round or two): a handful covers them; the scan stays cheap.
+pub const QCS_PER_HEIGHT_SCANNED: usize = 16;
+
 /// Transactions in one gossip frame. Keeps a frame far below
 /// `MAX_FRAME_BYTES` (each tx at most `MAX_TX_BYTES`).
 pub const GOSSIP_BATCH_TXS: usize = 512;

@@ -377,14 +377,51 @@ pub fn committed_range(
     while let Some(last) = blocks.last() {
         // The certificate of the child, if the child is in the same epoch
         // and one round later, commits `last`.
+        let commits = |qc: &QuorumCert| {
+            qc.data.epoch == epoch
+                && qc.data.parent_id == last.id()
+                && qc.data.round == last.round().next()
+        };
         if let Some(qc) = cert_at(store, last.height().next())?
-            && qc.data.epoch == epoch
-            && qc.data.parent_id == last.id()
-            && qc.data.round == last.round().next()
+            && commits(&qc)
         {
             return Ok(Some((blocks, qc)));
         }
+        // An epoch's last two blocks have no certificate in `certs`: the
+        // next epoch's first block carries the signature-less root QC, and
+        // the block that commits the last one is never committed itself.
+        // The QCs this node persisted for consensus still hold them.
+        if let Some(qc) = persisted_qc(store, epoch, last.height().next(), commits)? {
+            return Ok(Some((blocks, qc)));
+        }
         blocks.pop();
+    }
+    Ok(None)
+}
+
+/// A QC of `epoch` certifying a block at `height` that satisfies `wanted`,
+/// from the QCs persisted by `Ready::persist`.
+fn persisted_qc(
+    store: &MerkleStore,
+    epoch: Epoch,
+    height: Height,
+    wanted: impl Fn(&QuorumCert) -> bool,
+) -> Result<Option<QuorumCert>, StorageError> {
+    let mut from = be(epoch.0);
+    from.extend_from_slice(&height.0.to_be_bytes());
+    // Several rounds can certify blocks at one height (forks that never
+    // committed); a few are plenty, the scan stops at the next height.
+    for (key, value) in store.scan_extra(CF_QCS, &from, limits::QCS_PER_HEIGHT_SCANNED)? {
+        if key.len() != 24
+            || u64_of(&key, "qc key")? != epoch.0
+            || u64_of(&key[8..], "qc key")? != height.0
+        {
+            break;
+        }
+        let qc = QuorumCert::decode(&value).map_err(|e| corrupt("QC", e))?;
+        if wanted(&qc) {
+            return Ok(Some(qc));
+        }
     }
     Ok(None)
 }

@@ -38,7 +38,12 @@
 //! any peer that completes the handshake. Messages to a peer go over the
 //! connection this node dialed if there is one, else over the peer's inbound
 //! connection (a validator that joined later and is not in this node's
-//! list). Each connection has a bounded outbound queue; a full queue drops
+//! list). The driver broadcasts consensus messages to every connected peer,
+//! not only to the epoch's validators: a node outside the set (for example
+//! one voted in and waiting for its epoch) follows the chain from the
+//! proposals it receives, and votes from the epoch that includes it. The
+//! inbound limit bounds how many such followers a validator serves.
+//! Each connection has a bounded outbound queue; a full queue drops
 //! the frame and counts it. A peer whose frames do not decode, or whose
 //! messages the consensus core refuses as malformed, loses score and is
 //! disconnected at [`limits::PEER_SCORE_DISCONNECT`].
@@ -650,5 +655,157 @@ mod tests {
             handshake(s, &a, &chain, Some(wrong)).await,
             Err(HandshakeError::WrongPeer { .. })
         ));
+    }
+
+    /// Decoders of bytes from unauthenticated or misbehaving peers, fed
+    /// arbitrary and mutated input: they return errors, never panic, and
+    /// whatever they accept is canonical (re-encodes to the same bytes).
+    mod fuzz {
+        use super::*;
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use tokio::io::AsyncWriteExt;
+
+        fn chain() -> ChainId {
+            ChainId::new("fuzz-chain").unwrap()
+        }
+
+        /// Writes `frames` length-prefixed, then `tail` raw, then closes
+        /// the write side; returns what the handshake on the other end said.
+        fn handshake_against(
+            frames: Vec<Vec<u8>>,
+            tail: Vec<u8>,
+        ) -> Result<PublicKey, HandshakeError> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let addr = listener.local_addr().unwrap();
+                let peer = tokio::spawn(async move {
+                    let mut s = TcpStream::connect(addr).await.unwrap();
+                    for f in frames {
+                        let _ = s.write_all(&(f.len() as u32).to_be_bytes()).await;
+                        let _ = s.write_all(&f).await;
+                    }
+                    let _ = s.write_all(&tail).await;
+                    let _ = s.shutdown().await;
+                    // Keep reading until the node closes, so its writes
+                    // never fail for lack of a reader.
+                    let mut sink = Vec::new();
+                    let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut sink).await;
+                });
+                let (stream, _) = listener.accept().await.unwrap();
+                let key = SecretKey::from_seed([9; 32]);
+                let result = handshake(stream, &key, &chain(), None)
+                    .await
+                    .map(|(_, k)| k);
+                drop(peer);
+                result
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+            #[test]
+            fn frames_of_arbitrary_bytes_are_refused_or_canonical(bytes in vec(any::<u8>(), 0..2048)) {
+                let from = PublicKey([3; 32]);
+                match decode_frame(from, &bytes) {
+                    Ok(PeerEvent::Txs { txs, .. }) => prop_assert_eq!(txs_frame(&txs).to_vec(), bytes),
+                    Ok(PeerEvent::Message { message, .. }) => prop_assert_eq!(message_frame(&message).to_vec(), bytes),
+                    Err(reason) => prop_assert!(!reason.is_empty()),
+                }
+            }
+
+            #[test]
+            fn tagged_garbage_is_refused_or_canonical(tag in prop_oneof![Just(TAG_MESSAGE), Just(TAG_TXS)], count in 0u32..600, rest in vec(any::<u8>(), 0..2048)) {
+                // A plausible start (the right tag, a small count) reaches
+                // the inner decoders instead of failing on the first byte.
+                let mut bytes = vec![tag];
+                if tag == TAG_TXS {
+                    bytes.extend_from_slice(&count.to_be_bytes());
+                }
+                bytes.extend_from_slice(&rest);
+                match decode_frame(PublicKey([3; 32]), &bytes) {
+                    Ok(PeerEvent::Txs { txs, .. }) => {
+                        prop_assert!(txs.len() <= limits::GOSSIP_BATCH_TXS);
+                        prop_assert_eq!(txs_frame(&txs).to_vec(), bytes);
+                    }
+                    Ok(PeerEvent::Message { message, .. }) => prop_assert_eq!(message_frame(&message).to_vec(), bytes),
+                    Err(_) => {}
+                }
+            }
+
+            #[test]
+            fn gossip_frames_round_trip_and_truncations_are_refused(txs in vec(vec(any::<u8>(), 0..64), 0..20), cut in 0usize..10_000) {
+                let frame = txs_frame(&txs);
+                match decode_frame(PublicKey([3; 32]), &frame) {
+                    Ok(PeerEvent::Txs { txs: got, .. }) => prop_assert_eq!(got, txs),
+                    other => prop_assert!(false, "unexpected {:?}", other),
+                }
+                let cut = cut % frame.len();
+                prop_assert!(decode_frame(PublicKey([3; 32]), &frame[..cut]).is_err());
+            }
+
+            #[test]
+            fn hellos_of_arbitrary_bytes_are_refused_or_canonical(bytes in vec(any::<u8>(), 0..300)) {
+                // Any UTF-8 name within the limit decodes; the handshake
+                // then refuses a chain other than its own.
+                if let Ok(h) = decode_hello(&bytes)
+                    && let Ok(chain) = ChainId::new(h.chain.clone())
+                {
+                    prop_assert_eq!(hello_frame(&chain, &h.key, &h.challenge).to_vec(), bytes);
+                }
+            }
+
+            #[test]
+            fn mutated_hellos_are_refused_or_canonical(flip in 0usize..1000, bit in 0u8..8, cut in 0usize..1000) {
+                let good = hello_frame(&chain(), &PublicKey([4; 32]), &[5; 32]).to_vec();
+                let mut bytes = good.clone();
+                let i = flip % bytes.len();
+                bytes[i] ^= 1 << bit;
+                if let Ok(h) = decode_hello(&bytes)
+                    && let Ok(chain) = ChainId::new(h.chain.clone())
+                {
+                    prop_assert_eq!(hello_frame(&chain, &h.key, &h.challenge).to_vec(), bytes);
+                }
+                let cut = cut % good.len();
+                prop_assert!(decode_hello(&good[..cut]).is_err());
+            }
+        }
+
+        proptest! {
+            // Each case is a real TCP connection: fewer cases.
+            #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+            #[test]
+            fn handshake_refuses_arbitrary_streams(raw in vec(any::<u8>(), 0..600)) {
+                prop_assert!(handshake_against(Vec::new(), raw).is_err());
+            }
+
+            #[test]
+            fn handshake_refuses_arbitrary_frames(frames in vec(vec(any::<u8>(), 0..200), 0..3)) {
+                prop_assert!(handshake_against(frames, Vec::new()).is_err());
+            }
+
+            #[test]
+            fn handshake_refuses_a_valid_hello_with_a_forged_auth(auth in vec(any::<u8>(), 0..100), as_auth: bool) {
+                // A hello for another key, then an auth frame that is not
+                // that key's signature over this node's challenge.
+                let hello = hello_frame(&chain(), &SecretKey::from_seed([8; 32]).public_key(), &[1; 32]).to_vec();
+                let mut auth = auth;
+                if as_auth {
+                    auth.insert(0, TAG_AUTH);
+                    auth.resize(65, 0);
+                }
+                let result = handshake_against(vec![hello, auth], Vec::new());
+                prop_assert!(
+                    matches!(result, Err(HandshakeError::BadSignature | HandshakeError::Malformed(_) | HandshakeError::Closed | HandshakeError::Io(_))),
+                    "{:?}", result
+                );
+            }
+        }
     }
 }

@@ -4,14 +4,17 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+pub mod proxy;
+
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use commons_consensus::{Block, QuorumCert};
-use commons_node::devnet::{DevnetNode, demo_account_key, read_devnet};
+use commons_node::config::{NodeConfig, PeerConfig};
+use commons_node::devnet::{DevnetNode, demo_account_key, devnet_ports, read_devnet};
 use commons_proto::v1 as api;
 use commons_state_machine::ledger::Genesis;
 use commons_state_machine::store::{Proof, verify_proof};
@@ -126,13 +129,16 @@ pub struct Cluster {
     pub procs: Vec<NodeProcess>,
     pub genesis: Genesis,
     pub chain: ChainId,
+    /// Devnet base port; one more node's ports after the validators' are
+    /// free too (see [`Cluster::add_node`]).
+    pub base_port: u16,
 }
 
 impl Cluster {
     /// Writes a devnet of `n` validators with the binary itself.
     pub fn init(n: usize, extra: &[&str]) -> Cluster {
         let dir = KeptDir(tempfile::tempdir().unwrap());
-        let base = free_base_port(n);
+        let base = free_base_port(n + 1);
         let status = Command::new(BIN)
             .args(["devnet", "--init-only", "--validators", &n.to_string()])
             .arg("--dir")
@@ -164,7 +170,79 @@ impl Cluster {
             procs: Vec::new(),
             genesis,
             chain,
+            base_port: base,
         }
+    }
+
+    /// Writes the home of one more node with `commons-node init`, joining
+    /// the devnet's genesis with its own fresh key: not a validator (yet).
+    /// It dials the genesis validators like any node.
+    pub fn add_node(&mut self) -> usize {
+        let i = self.nodes.len();
+        let home = self.dir.path().join("net").join(format!("node{i}"));
+        let (p2p, grpc, metrics) = devnet_ports(self.base_port, i).unwrap();
+        let addr = |port: u16| format!("127.0.0.1:{port}");
+        let status = Command::new(BIN)
+            .arg("init")
+            .arg("--home")
+            .arg(&home)
+            .arg("--genesis")
+            .arg(self.nodes[0].home.join("genesis.json"))
+            .args(["--p2p-listen", &addr(p2p)])
+            .args(["--grpc-listen", &addr(grpc)])
+            .args(["--metrics-listen", &addr(metrics)])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "commons-node init failed");
+        // The same liveness settings as the devnet's validators.
+        let template = self.config(0);
+        self.edit_config_at(&home, |c| c.consensus = template.consensus.clone());
+        let key = commons_node::config::read_key(&home.join("validator.key")).unwrap();
+        self.nodes.push(DevnetNode {
+            home,
+            public_key: key.public_key(),
+            p2p: addr(p2p).parse().unwrap(),
+            grpc: addr(grpc).parse().unwrap(),
+            metrics: addr(metrics).parse().unwrap(),
+        });
+        i
+    }
+
+    pub fn config(&self, i: usize) -> NodeConfig {
+        let text = std::fs::read_to_string(self.nodes[i].home.join("config.toml")).unwrap();
+        toml::from_str(&text).unwrap()
+    }
+
+    fn edit_config_at(&self, home: &Path, edit: impl FnOnce(&mut NodeConfig)) {
+        let path = home.join("config.toml");
+        let mut config: NodeConfig =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        edit(&mut config);
+        std::fs::write(&path, config.to_toml()).unwrap();
+    }
+
+    /// Rewrites node `i`'s config.toml.
+    pub fn edit_config(&self, i: usize, edit: impl FnOnce(&mut NodeConfig)) {
+        self.edit_config_at(&self.nodes[i].home, edit);
+    }
+
+    /// Makes node `i` reach each peer `(j, address)` at `address` instead of
+    /// its genesis address (configured peers override genesis addresses).
+    pub fn route_peers(&self, i: usize, routes: &[(usize, SocketAddr)]) {
+        let peers: Vec<PeerConfig> = routes
+            .iter()
+            .map(|(j, address)| PeerConfig {
+                public_key: self.nodes[*j].public_key,
+                address: address.to_string(),
+            })
+            .collect();
+        self.edit_config(i, |c| c.p2p.peers = peers);
+    }
+
+    /// The validator key of node `i`, read from its home.
+    pub fn key(&self, i: usize) -> SecretKey {
+        commons_node::config::read_key(&self.nodes[i].home.join("validator.key")).unwrap()
     }
 
     pub fn start_all(&mut self) {
@@ -189,6 +267,24 @@ impl Cluster {
             }
         }
         out
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, for at most `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -269,6 +365,87 @@ pub fn settlement(
     SignedTx::sign(body.encode_to_vec(), chain, &[&b, &s]).to_proto()
 }
 
+/// A transaction of `action` signed by `signer` alone, with a fee that
+/// covers any small transaction.
+pub fn signed(
+    chain: &ChainId,
+    signer: &SecretKey,
+    nonce: u64,
+    action: pb::action::Kind,
+) -> pb::SignedTx {
+    signed_with_fee(chain, signer, nonce, 100_000, action)
+}
+
+/// A transaction id is the hash of the body alone, and the body does not
+/// name its sender: two accounts sending the same action with the same
+/// nonce and fee send the same id, and the second is refused as a
+/// duplicate. A distinct fee keeps such bodies apart.
+pub fn signed_with_fee(
+    chain: &ChainId,
+    signer: &SecretKey,
+    nonce: u64,
+    fee: u64,
+    action: pb::action::Kind,
+) -> pb::SignedTx {
+    let body = pb::TxBody {
+        chain_id: chain.to_string(),
+        nonce,
+        fee,
+        action: Some(pb::Action { kind: Some(action) }),
+    };
+    SignedTx::sign(body.encode_to_vec(), chain, &[signer]).to_proto()
+}
+
+/// Submits `tx` to `channel`'s node and waits until it is committed;
+/// returns its receipt.
+pub async fn submit_and_wait(channel: &Channel, tx: &pb::SignedTx) -> api::Receipt {
+    let mut client = api::tx_client::TxClient::new(channel.clone());
+    client.submit(tx.clone()).await.expect("Submit");
+    let status = client
+        .wait_committed(api::WaitCommittedRequest {
+            tx_id: tx_id(tx).into(),
+            timeout_ms: 30_000,
+        })
+        .await
+        .expect("WaitCommitted")
+        .into_inner();
+    assert_eq!(
+        status.state,
+        api::TxState::Committed as i32,
+        "not committed: {}",
+        status.reason
+    );
+    status.receipt.expect("receipt")
+}
+
+/// `(block id, state root after it)` of committed height `h` on `channel`'s
+/// node.
+pub async fn block_at(channel: &Channel, h: u64) -> (Vec<u8>, Vec<u8>) {
+    let mut q = api::query_client::QueryClient::new(channel.clone());
+    let b = q
+        .get_block(api::BlockRequest { height: h })
+        .await
+        .expect("GetBlock")
+        .into_inner();
+    (b.block_id.to_vec(), b.state_root_after.to_vec())
+}
+
+/// The QC certifying committed block `h`, if the node stores one (an
+/// epoch's last block has none: the next epoch's first block carries the
+/// signature-less root QC).
+pub async fn certificate_of(channel: &Channel, h: u64) -> Option<QuorumCert> {
+    let mut q = api::query_client::QueryClient::new(channel.clone());
+    let b = q
+        .get_block(api::BlockRequest { height: h })
+        .await
+        .expect("GetBlock")
+        .into_inner();
+    if b.qc.is_empty() {
+        return None;
+    }
+    Some(QuorumCert::decode(&b.qc).expect("QC decodes"))
+}
+
 pub fn tx_id(tx: &pb::SignedTx) -> Vec<u8> {
     SignedTx::from_proto(tx.clone()).unwrap().id().0.to_vec()
 }
@@ -286,6 +463,15 @@ pub fn verify_state_proof(chain: &ChainId, set: &ValidatorSet, p: &api::StatePro
         &c.state_root[..],
         "block carries the root"
     );
+    verify_qc(chain, set, &qc);
+    let root: [u8; 32] = c.state_root[..].try_into().unwrap();
+    let proof = Proof::from_bytes(&p.proof).expect("proof decodes");
+    let value = if p.present { Some(&p.value[..]) } else { None };
+    verify_proof(&root, &p.key, value, &proof).expect("Merkle proof verifies");
+}
+
+/// Checks that `qc` carries valid signatures of a quorum of `set`.
+pub fn verify_qc(chain: &ChainId, set: &ValidatorSet, qc: &QuorumCert) {
     let signed = qc.data.signing_bytes(chain);
     let mut power = 0u64;
     let mut seen = std::collections::BTreeSet::new();
@@ -298,8 +484,4 @@ pub fn verify_state_proof(chain: &ChainId, set: &ValidatorSet, p: &api::StatePro
         power += v.power;
     }
     assert!(set.is_quorum(power), "QC has a quorum");
-    let root: [u8; 32] = c.state_root[..].try_into().unwrap();
-    let proof = Proof::from_bytes(&p.proof).expect("proof decodes");
-    let value = if p.present { Some(&p.value[..]) } else { None };
-    verify_proof(&root, &p.key, value, &proof).expect("Merkle proof verifies");
 }
