@@ -85,6 +85,12 @@ pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 /// that every process fits on one machine.
 pub const MAX_DEVNET_VALIDATORS: usize = 32;
 
+/// Funded demo accounts a devnet genesis may hold: enough for a load
+/// generator to keep tens of thousands of transactions pending without
+/// reaching the per-sender mempool bound, while the genesis file stays a
+/// few megabytes and the total supply far below `u64::MAX`.
+pub const MAX_DEVNET_DEMO_ACCOUNTS: u32 = 16_384;
+
 /// Committed blocks read back at restart before the last applied one, for
 /// leader reputation (the consensus core uses the last `REPUTATION_WINDOW`).
 pub const RESTART_HISTORY_BLOCKS: u64 = consensus_limits::REPUTATION_WINDOW as u64;
