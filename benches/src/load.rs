@@ -18,6 +18,7 @@
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -56,6 +57,9 @@ pub struct LoadOptions {
     pub endpoints: Vec<String>,
     /// Processes whose CPU use is reported (the validators).
     pub node_pids: Vec<u32>,
+    /// Homes of validators whose processes are looked up (`commons-node
+    /// start --home H`) once the network answers, when `node_pids` is empty.
+    pub node_homes: Vec<PathBuf>,
     pub chain: ChainId,
     /// Settlements per second over all endpoints; `None`: saturation.
     pub rate: Option<f64>,
@@ -416,6 +420,21 @@ pub async fn run(opts: LoadOptions) -> Result<Report, LoadError> {
     }
     let first = &opts.endpoints[0];
     let validators = wait_ready(first, &channels[0]).await?;
+    let mut node_pids = opts.node_pids.clone();
+    if node_pids.is_empty() && !opts.node_homes.is_empty() {
+        let found = stats::find_node_pids(&opts.node_homes);
+        if found.iter().any(Option::is_none) {
+            say(
+                true,
+                &format!(
+                    "warning: found {} of {} validator processes; CPU figures cover those",
+                    found.iter().flatten().count(),
+                    found.len()
+                ),
+            );
+        }
+        node_pids = found.into_iter().flatten().collect();
+    }
     let nonces = account_nonces(first, &channels[0], opts.first_account, opts.accounts).await?;
     let plan = AccountPlan {
         first: opts.first_account,
@@ -487,7 +506,7 @@ pub async fn run(opts: LoadOptions) -> Result<Report, LoadError> {
     let watcher = tokio::spawn(watch_commits(track.clone(), corpus.clone(), blocks));
 
     let ticks_per_s = stats::clock_ticks_per_s();
-    let cpu_start = CpuSnapshot::take(&opts.node_pids);
+    let cpu_start = CpuSnapshot::take(&node_pids);
     let window_start = Instant::now();
     let window_start_us = track.now_us();
     let rate_each = opts.rate.map(|r| r / n as f64);
@@ -546,7 +565,7 @@ pub async fn run(opts: LoadOptions) -> Result<Report, LoadError> {
     }
     let window_end_us = track.now_us();
     let window_s = window_start.elapsed().as_secs_f64();
-    let cpu_end = CpuSnapshot::take(&opts.node_pids);
+    let cpu_end = CpuSnapshot::take(&node_pids);
     track.stop.store(true, Ordering::Relaxed);
     if opts.progress && tty {
         eprintln!();

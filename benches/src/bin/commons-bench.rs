@@ -14,7 +14,6 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use commons_benches::load::{self, LoadOptions};
-use commons_benches::stats;
 use commons_types::ChainId;
 
 #[derive(Parser, Debug)]
@@ -82,7 +81,7 @@ fn seconds(s: f64, what: &str) -> Result<Duration> {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let mut endpoints = cli.endpoints.clone();
-    let mut node_pids = cli.node_pids.clone();
+    let mut node_homes = Vec::new();
     if let Some(dir) = &cli.devnet_dir {
         let nodes = commons_node::devnet::read_devnet(dir)
             .with_context(|| format!("reading the devnet in {}", dir.display()))?;
@@ -92,19 +91,7 @@ fn main() -> Result<()> {
         if endpoints.is_empty() {
             endpoints = nodes.iter().map(|n| format!("http://{}", n.grpc)).collect();
         }
-        if node_pids.is_empty() {
-            let homes: Vec<PathBuf> = nodes.iter().map(|n| n.home.clone()).collect();
-            let found = stats::find_node_pids(&homes);
-            if found.iter().any(Option::is_none) {
-                eprintln!(
-                    "warning: not every validator process of {} was found; CPU figures cover {} of {}",
-                    dir.display(),
-                    found.iter().flatten().count(),
-                    found.len()
-                );
-            }
-            node_pids = found.into_iter().flatten().collect();
-        }
+        node_homes = nodes.iter().map(|n| n.home.clone()).collect();
     }
     if endpoints.is_empty() {
         bail!("say where to send: --endpoint http://HOST:PORT or --devnet-dir DIR");
@@ -116,7 +103,8 @@ fn main() -> Result<()> {
     }
     let opts = LoadOptions {
         endpoints,
-        node_pids,
+        node_pids: cli.node_pids.clone(),
+        node_homes,
         chain: ChainId::new(cli.chain_id.clone())
             .map_err(|e| anyhow::anyhow!("--chain-id: {e}"))?,
         rate: cli.rate,
