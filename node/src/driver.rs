@@ -31,7 +31,7 @@ use commons_consensus::{
     Block, Destination, Evidence, Input, Message, Millis, Ready, Reject, Replica, Request,
     SyncRequest, SyncResponse,
 };
-use commons_state_machine::ledger::{LedgerParams, Receipt, Working};
+use commons_state_machine::ledger::{LedgerParams, Receipt, VerifiedTxs, Working};
 use commons_state_machine::{AdmitError, Application, LedgerError};
 use commons_types::tx::{SignedTx, pb};
 use commons_types::{ChainId, Hash, Height, PublicKey, SecretKey};
@@ -358,6 +358,7 @@ impl Driver {
             peer,
         } = std::mem::take(admission);
         let has_peer = !peer.is_empty();
+        let peer = self.unseen(peer);
         let local_count = local.len();
         let mut raw = local;
         raw.extend(peer);
@@ -377,6 +378,27 @@ impl Driver {
                 if has_peer { Err(e.into()) } else { Ok(()) }
             }
         }
+    }
+
+    /// The gossiped transactions this node has not seen: neither pending in
+    /// its mempool nor verified before (in a proposal it checked, or admitted
+    /// and since committed). Admission verifies signatures before it looks
+    /// for duplicates, so a transaction that reached this node in a proposal
+    /// before its gossip would otherwise be verified twice; a peer's verdict
+    /// is not answered to anyone, so skipping it changes nothing else.
+    fn unseen(&self, peer: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let app = self.shared.read_app();
+        let pool = app.mempool();
+        peer.into_iter()
+            .filter(|bytes| match SignedTx::decode(bytes) {
+                Ok(tx) => {
+                    let id = tx.id();
+                    !pool.contains(&id) && !VerifiedTxs::is_verified(pool, &id)
+                }
+                // Admission answers what does not decode.
+                Err(_) => true,
+            })
+            .collect()
     }
 
     /// Admits `raw` to the mempool. The first `local` came from this node's
