@@ -215,12 +215,16 @@ impl NodeConfig {
                 ),
             ));
         }
-        if self.consensus.min_block_interval_ms > self.consensus.empty_block_interval_ms {
+        let min_ms = self.consensus.min_block_interval_ms;
+        let empty_ms = self.consensus.empty_block_interval_ms;
+        if min_ms > 10_000
+            || (empty_ms > 0 && min_ms > empty_ms)
+            || (self.consensus.round_timeout_ms.is_some() && min_ms >= round_timeout_ms)
+        {
             return Err(ConfigError::invalid(
                 path,
                 format!(
-                    "consensus.min_block_interval_ms = {}: must be at most empty_block_interval_ms ({})",
-                    self.consensus.min_block_interval_ms, self.consensus.empty_block_interval_ms
+                    "consensus.min_block_interval_ms = {min_ms}: must be at most 10000, at most empty_block_interval_ms ({empty_ms}) and below the round timeout"
                 ),
             ));
         }
@@ -398,5 +402,27 @@ mod tests {
             Err(ConfigError::Exists { .. })
         ));
         assert_eq!(std::fs::read_to_string(&other).unwrap(), "{}");
+    }
+
+    #[test]
+    fn min_block_interval_is_bounded_by_the_empty_block_interval() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let path = Path::new("config.toml");
+        let mut c = NodeConfig::new(addr, addr, None);
+        assert_eq!(c.consensus.min_block_interval_ms, 20);
+        assert!(c.check(path).is_ok());
+        c.consensus.min_block_interval_ms = c.consensus.empty_block_interval_ms + 1;
+        assert!(c.check(path).is_err());
+        // No empty-block wait: the minimum still applies, and is still valid.
+        c.consensus.empty_block_interval_ms = 0;
+        c.consensus.min_block_interval_ms = 20;
+        assert!(c.check(path).is_ok());
+        c.consensus.round_timeout_ms = Some(50);
+        c.consensus.min_block_interval_ms = 50;
+        assert!(c.check(path).is_err());
+        // Older configs without the key get the default.
+        let text = c.to_toml().replace("min_block_interval_ms = 50\n", "");
+        let back: NodeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back.consensus.min_block_interval_ms, 20);
     }
 }
