@@ -832,6 +832,15 @@ impl Replica {
             self.want(qc.block_id(), qc.data.height, from);
         }
         if let Some(target) = commit_rule(&qc.data) {
+            if Height(qc.data.height.0.saturating_sub(1)) >= self.epoch_end_height() {
+                // This QC commits the epoch's last block, and committing it
+                // stops the rounds. Enter the next round first: its leader
+                // proposes at once (an empty block above the epoch's end),
+                // and that proposal is how the other replicas learn this QC
+                // when its leader formed it. Otherwise they only learn it
+                // by timing out the round and syncing.
+                self.advance_round(qc.round().next(), None);
+            }
             self.try_commit(target, &qc, from);
         }
         self.advance_round(qc.round().next(), None);

@@ -125,3 +125,33 @@ fn epochs_change_every_twenty_heights_and_replicas_agree() {
         );
     }
 }
+
+/// The first replica to commit an epoch's last block (the one that formed
+/// the QC committing it) starts the next epoch at once, and when it leads
+/// round 1 there, its proposal reaches the others before they committed
+/// that block. The proposal must not be lost to them: with no fault, no
+/// round of any epoch times out. Forty epoch changes, so that the leader of
+/// some first rounds is the replica that formed the QC.
+fn simulated_ms_to_commit(blocks: usize, epoch_length_blocks: u64) -> u64 {
+    let mut cfg = config();
+    cfg.epoch_length_blocks = epoch_length_blocks;
+    let mut c = Cluster::new(4, cfg);
+    let start = c.now;
+    c.run_until(|c| c.min_committed() >= blocks, 4_000_000);
+    c.assert_agreement();
+    c.now.as_u64() - start.as_u64()
+}
+
+#[test]
+fn an_epoch_change_costs_no_round_timeout() {
+    let one_epoch = simulated_ms_to_commit(200, 1_000);
+    let forty_epochs = simulated_ms_to_commit(200, 5);
+    eprintln!("200 blocks: {one_epoch} ms in one epoch, {forty_epochs} ms over 40 epochs");
+    // An epoch change costs a few message delays (empty blocks until the
+    // last one commits, the new epoch's first round); one timed-out round
+    // costs round_timeout_ms.
+    assert!(
+        forty_epochs < one_epoch + 40 * 8 * common::LATENCY_MS + config().round_timeout_ms,
+        "200 blocks: {one_epoch} ms in one epoch, {forty_epochs} ms over 40 epochs"
+    );
+}

@@ -23,6 +23,7 @@
 //! round_timeout_ms_max = 60000    # default: the genesis parameter
 //! sync_retry_ms = 1000
 //! empty_block_interval_ms = 250  # idle chains propose empty blocks this often
+//! min_block_interval_ms = 20      # a leader proposes at most this often
 //! ```
 
 use std::io::Read;
@@ -106,10 +107,22 @@ pub struct ConsensusTimeouts {
     /// arriving ends the wait. Must stay below the round timeout.
     #[serde(default = "default_empty_block_interval_ms")]
     pub empty_block_interval_ms: u64,
+    /// A leader proposes no sooner than this long after its parent block,
+    /// even with transactions waiting: a trickle of transactions then fills
+    /// a few blocks instead of one block per network round trip, each with
+    /// its fixed cost (votes, fsyncs, a state version) on every validator.
+    /// Adds at most this much to each of the blocks a commit needs. At most
+    /// `empty_block_interval_ms`.
+    #[serde(default = "default_min_block_interval_ms")]
+    pub min_block_interval_ms: u64,
 }
 
 fn default_empty_block_interval_ms() -> u64 {
     250
+}
+
+fn default_min_block_interval_ms() -> u64 {
+    20
 }
 
 fn default_true() -> bool {
@@ -153,6 +166,7 @@ impl NodeConfig {
                 round_timeout_ms_max: None,
                 sync_retry_ms: default_sync_retry_ms(),
                 empty_block_interval_ms: default_empty_block_interval_ms(),
+                min_block_interval_ms: default_min_block_interval_ms(),
             },
         }
     }
@@ -198,6 +212,19 @@ impl NodeConfig {
                 format!(
                     "consensus.empty_block_interval_ms = {}: must be at most 10000 and below the round timeout",
                     self.consensus.empty_block_interval_ms
+                ),
+            ));
+        }
+        let min_ms = self.consensus.min_block_interval_ms;
+        let empty_ms = self.consensus.empty_block_interval_ms;
+        if min_ms > 10_000
+            || (empty_ms > 0 && min_ms > empty_ms)
+            || (self.consensus.round_timeout_ms.is_some() && min_ms >= round_timeout_ms)
+        {
+            return Err(ConfigError::invalid(
+                path,
+                format!(
+                    "consensus.min_block_interval_ms = {min_ms}: must be at most 10000, at most empty_block_interval_ms ({empty_ms}) and below the round timeout"
                 ),
             ));
         }
@@ -375,5 +402,27 @@ mod tests {
             Err(ConfigError::Exists { .. })
         ));
         assert_eq!(std::fs::read_to_string(&other).unwrap(), "{}");
+    }
+
+    #[test]
+    fn min_block_interval_is_bounded_by_the_empty_block_interval() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let path = Path::new("config.toml");
+        let mut c = NodeConfig::new(addr, addr, None);
+        assert_eq!(c.consensus.min_block_interval_ms, 20);
+        assert!(c.check(path).is_ok());
+        c.consensus.min_block_interval_ms = c.consensus.empty_block_interval_ms + 1;
+        assert!(c.check(path).is_err());
+        // No empty-block wait: the minimum still applies, and is still valid.
+        c.consensus.empty_block_interval_ms = 0;
+        c.consensus.min_block_interval_ms = 20;
+        assert!(c.check(path).is_ok());
+        c.consensus.round_timeout_ms = Some(50);
+        c.consensus.min_block_interval_ms = 50;
+        assert!(c.check(path).is_err());
+        // Older configs without the key get the default.
+        let text = c.to_toml().replace("min_block_interval_ms = 50\n", "");
+        let back: NodeConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back.consensus.min_block_interval_ms, 20);
     }
 }

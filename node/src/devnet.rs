@@ -17,6 +17,8 @@ pub const DEVNET_CHAIN_ID: &str = "commons-devnet";
 
 /// Funded accounts of a devnet, derived from public seeds so that tools and
 /// tests can sign with them. Test funds only: anyone can derive these keys.
+/// `devnet --accounts N` funds more (the load generator signs from many
+/// accounts, since each account's pending transactions are bounded).
 pub const DEVNET_DEMO_ACCOUNTS: u32 = 16;
 pub const DEVNET_DEMO_BALANCE: u64 = 1_000_000_000_000;
 /// Each devnet validator's own account: a balance for fees and a bond that
@@ -123,6 +125,8 @@ pub struct DevnetOptions {
     /// Genesis parameter overrides (`name=value`).
     pub params: BTreeMap<String, u64>,
     pub round_timeout_ms: Option<u64>,
+    /// Funded demo accounts: `demo_account_key(0..demo_accounts)`.
+    pub demo_accounts: u32,
 }
 
 /// One devnet validator.
@@ -161,6 +165,13 @@ pub fn write_devnet(opts: &DevnetOptions) -> Result<Vec<DevnetNode>, SetupError>
             opts.validators
         )));
     }
+    if opts.demo_accounts > limits::MAX_DEVNET_DEMO_ACCOUNTS {
+        return Err(SetupError::Invalid(format!(
+            "--accounts must be at most {}, got {}",
+            limits::MAX_DEVNET_DEMO_ACCOUNTS,
+            opts.demo_accounts
+        )));
+    }
     if opts.base_port < 1024 {
         return Err(SetupError::Invalid(format!(
             "--base-port {} is a privileged port; use 1024 or above",
@@ -181,7 +192,7 @@ pub fn write_devnet(opts: &DevnetOptions) -> Result<Vec<DevnetNode>, SetupError>
         });
         keys.push(key);
     }
-    let mut accounts: Vec<GenesisAccount> = (0..DEVNET_DEMO_ACCOUNTS)
+    let mut accounts: Vec<GenesisAccount> = (0..opts.demo_accounts)
         .map(|i| GenesisAccount {
             public_key: demo_account_key(i).public_key(),
             balance: DEVNET_DEMO_BALANCE,

@@ -31,7 +31,7 @@ use commons_consensus::{
     Block, Destination, Evidence, Input, Message, Millis, Ready, Reject, Replica, Request,
     SyncRequest, SyncResponse,
 };
-use commons_state_machine::ledger::{LedgerParams, Receipt, Working};
+use commons_state_machine::ledger::{LedgerParams, Receipt, VerifiedTxs, Working};
 use commons_state_machine::{AdmitError, Application, LedgerError};
 use commons_types::tx::{SignedTx, pb};
 use commons_types::{ChainId, Hash, Height, PublicKey, SecretKey};
@@ -74,11 +74,14 @@ pub struct Verdict {
     pub result: Result<(), AdmitError>,
 }
 
+/// Where a submission's verdicts go (or why there are none).
+pub type SubmissionReply = oneshot::Sender<Result<Vec<Verdict>, String>>;
+
 /// A client submission, answered with one verdict per transaction.
 #[derive(Debug)]
 pub struct Submission {
     pub txs: Vec<Vec<u8>>,
-    pub reply: oneshot::Sender<Result<Vec<Verdict>, String>>,
+    pub reply: SubmissionReply,
 }
 
 /// Rejected transaction ids and why, bounded, for `GetTxStatus`.
@@ -136,6 +139,31 @@ pub fn now_ms() -> Millis {
     Millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
+/// Transactions gathered for one admission batch: this node's clients'
+/// submissions (each answered with its verdicts) and peers' gossip.
+#[derive(Debug, Default)]
+struct Admission {
+    local: Vec<Vec<u8>>,
+    /// Each submission's reply and how many of `local` are its.
+    replies: Vec<(SubmissionReply, usize)>,
+    peer: Vec<Vec<u8>>,
+}
+
+impl Admission {
+    fn add_submission(&mut self, s: Submission) {
+        self.replies.push((s.reply, s.txs.len()));
+        self.local.extend(s.txs);
+    }
+
+    fn len(&self) -> usize {
+        self.local.len() + self.peer.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.local.is_empty() && self.peer.is_empty() && self.replies.is_empty()
+    }
+}
+
 #[derive(Debug)]
 pub struct Driver {
     replica: Replica,
@@ -145,8 +173,12 @@ pub struct Driver {
     answers: VecDeque<Input>,
     gossip: Vec<Vec<u8>>,
     empty_block_interval_ms: u64,
-    /// A proposal held back while the mempool is empty: when to make it.
+    min_block_interval_ms: u64,
+    /// A proposal held back (the mempool is empty, or the parent is too
+    /// recent): when to make it.
     delayed_payload: Option<(Millis, Request)>,
+    /// The earliest a held-back proposal may go, whatever arrives.
+    delayed_payload_min: Millis,
 }
 
 impl Driver {
@@ -156,6 +188,7 @@ impl Driver {
         shared: Arc<Shared>,
         transport: TransportHandle,
         empty_block_interval_ms: u64,
+        min_block_interval_ms: u64,
     ) -> Driver {
         Driver {
             replica,
@@ -165,7 +198,9 @@ impl Driver {
             answers: VecDeque::new(),
             gossip: Vec::new(),
             empty_block_interval_ms,
+            min_block_interval_ms,
             delayed_payload: None,
+            delayed_payload_min: Millis::ZERO,
         }
     }
 
@@ -194,11 +229,15 @@ impl Driver {
             tokio::select! {
                 event = peer_events.recv() => {
                     let Some(event) = event else { return Ok(()) };
-                    tokio::task::block_in_place(|| self.on_peer_event(event))?;
+                    tokio::task::block_in_place(|| {
+                        self.on_inputs(Some(event), None, &mut peer_events, &mut submissions)
+                    })?;
                 }
                 submission = submissions.recv() => {
                     let Some(submission) = submission else { return Ok(()) };
-                    tokio::task::block_in_place(|| self.on_submission(submission));
+                    tokio::task::block_in_place(|| {
+                        self.on_inputs(None, Some(submission), &mut peer_events, &mut submissions)
+                    })?;
                 }
                 _ = tokio::time::sleep(sleep) => {
                     tokio::task::block_in_place(|| self.on_timer())?;
@@ -253,13 +292,119 @@ impl Driver {
         keys
     }
 
-    fn on_submission(&mut self, submission: Submission) {
-        let verdicts = self.admit(submission.txs, true);
-        let _ = submission.reply.send(verdicts.map_err(|e| e.to_string()));
+    /// Handles one input and the inputs already queued behind it (at most
+    /// `DRIVER_COALESCE_INPUTS`), admitting the transactions of every queued
+    /// submission and gossip frame as one batch: one parallel signature
+    /// batch and one write lock instead of one per frame. Batches grow when
+    /// the driver is busy (inputs queue up meanwhile) and cost no waiting
+    /// when it is idle. Consensus messages keep their place: transactions
+    /// queued before a message are admitted before it is handled.
+    fn on_inputs(
+        &mut self,
+        event: Option<PeerEvent>,
+        submission: Option<Submission>,
+        peer_events: &mut mpsc::Receiver<PeerEvent>,
+        submissions: &mut mpsc::Receiver<Submission>,
+    ) -> Result<(), DriverError> {
+        let mut admission = Admission::default();
+        if let Some(s) = submission {
+            admission.add_submission(s);
+        }
+        let mut next = event;
+        let mut taken = 0usize;
+        loop {
+            match next.take() {
+                Some(PeerEvent::Txs { from, txs }) => {
+                    trace!(peer = %from, count = txs.len(), "gossiped transactions");
+                    // Peers gossip what they admitted; no re-gossip (full mesh).
+                    admission.peer.extend(txs);
+                }
+                Some(PeerEvent::Message { from, message }) => {
+                    self.admit_queued(&mut admission)?;
+                    self.on_message(from, message)?;
+                }
+                None => {}
+            }
+            taken += 1;
+            if taken >= limits::DRIVER_COALESCE_INPUTS || admission.len() >= limits::ADMIT_BATCH_TXS
+            {
+                break;
+            }
+            match peer_events.try_recv() {
+                Ok(e) => next = Some(e),
+                Err(_) => break,
+            }
+        }
+        while taken < limits::DRIVER_COALESCE_INPUTS && admission.len() < limits::ADMIT_BATCH_TXS {
+            match submissions.try_recv() {
+                Ok(s) => admission.add_submission(s),
+                Err(_) => break,
+            }
+            taken += 1;
+        }
+        self.admit_queued(&mut admission)
     }
 
-    /// Admits `raw` to the mempool; admitted ones are gossiped when `gossip`.
-    fn admit(&mut self, raw: Vec<Vec<u8>>, gossip: bool) -> Result<Vec<Verdict>, LedgerError> {
+    /// Admits and answers what `admission` holds, leaving it empty. A store
+    /// failure is answered to every submission; it stops the node when peer
+    /// gossip was part of the batch, as admitting gossip always did.
+    fn admit_queued(&mut self, admission: &mut Admission) -> Result<(), DriverError> {
+        if admission.is_empty() {
+            return Ok(());
+        }
+        let Admission {
+            local,
+            replies,
+            peer,
+        } = std::mem::take(admission);
+        let has_peer = !peer.is_empty();
+        let peer = self.unseen(peer);
+        let local_count = local.len();
+        let mut raw = local;
+        raw.extend(peer);
+        match self.admit(raw, local_count) {
+            Ok(verdicts) => {
+                let mut verdicts = verdicts.into_iter();
+                for (reply, count) in replies {
+                    let mine: Vec<Verdict> = verdicts.by_ref().take(count).collect();
+                    let _ = reply.send(Ok(mine));
+                }
+                Ok(())
+            }
+            Err(e) => {
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+                if has_peer { Err(e.into()) } else { Ok(()) }
+            }
+        }
+    }
+
+    /// The gossiped transactions this node has not seen: neither pending in
+    /// its mempool nor verified before (in a proposal it checked, or admitted
+    /// and since committed). Admission verifies signatures before it looks
+    /// for duplicates, so a transaction that reached this node in a proposal
+    /// before its gossip would otherwise be verified twice; a peer's verdict
+    /// is not answered to anyone, so skipping it changes nothing else.
+    fn unseen(&self, peer: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let app = self.shared.read_app();
+        let pool = app.mempool();
+        peer.into_iter()
+            .filter(|bytes| match SignedTx::decode(bytes) {
+                Ok(tx) => {
+                    let id = tx.id();
+                    !pool.contains(&id) && !VerifiedTxs::is_verified(pool, &id)
+                }
+                // Admission answers what does not decode.
+                Err(_) => true,
+            })
+            .collect()
+    }
+
+    /// Admits `raw` to the mempool. The first `local` came from this node's
+    /// clients: admitted ones are gossiped, refused ones remembered for
+    /// `GetTxStatus`. The rest came from peers.
+    fn admit(&mut self, raw: Vec<Vec<u8>>, local: usize) -> Result<Vec<Verdict>, LedgerError> {
         let ids: Vec<Option<Hash>> = raw
             .iter()
             .map(|t| SignedTx::decode(t).ok().map(|t| t.id()))
@@ -274,12 +419,14 @@ impl Driver {
             results
         };
         let mut verdicts = Vec::with_capacity(results.len());
-        for ((result, tx_id), bytes) in results.into_iter().zip(ids).zip(raw) {
+        for (i, ((result, tx_id), bytes)) in results.into_iter().zip(ids).zip(raw).enumerate() {
+            let gossip = i < local;
             match &result {
                 Ok(_) => {
-                    // A proposal waiting for transactions can go now.
+                    // A proposal waiting for transactions can go now (or
+                    // once its parent is old enough).
                     if let Some((at, _)) = &mut self.delayed_payload {
-                        *at = Millis::ZERO;
+                        *at = (*at).min(self.delayed_payload_min);
                     }
                     if gossip && self.gossip.len() < limits::GOSSIP_PENDING_TXS {
                         self.gossip.push(bytes);
@@ -306,18 +453,6 @@ impl Driver {
             });
         }
         Ok(verdicts)
-    }
-
-    fn on_peer_event(&mut self, event: PeerEvent) -> Result<(), DriverError> {
-        match event {
-            PeerEvent::Txs { from, txs } => {
-                trace!(peer = %from, count = txs.len(), "gossiped transactions");
-                // Peers gossip what they admitted; no re-gossip (full mesh).
-                self.admit(txs, false)?;
-                Ok(())
-            }
-            PeerEvent::Message { from, message } => self.on_message(from, message),
-        }
     }
 
     fn on_message(&mut self, from: PublicKey, message: Message) -> Result<(), DriverError> {
@@ -520,17 +655,21 @@ impl Driver {
     fn answer(&mut self, request: Request) -> Result<Option<Input>, DriverError> {
         match request {
             request @ Request::NeedPayload { .. } => {
+                let Request::NeedPayload { parent, .. } = &request else {
+                    return Ok(None);
+                };
+                let parent_ms = self.replica.block(parent).map_or(0, |b| b.timestamp_ms());
+                let earliest = Millis(parent_ms).plus(self.min_block_interval_ms);
                 let idle = self.shared.read_app().mempool().is_empty();
-                if idle && self.empty_block_interval_ms > 0 {
-                    let Request::NeedPayload { parent, .. } = &request else {
-                        return Ok(None);
-                    };
-                    let parent_ms = self.replica.block(parent).map_or(0, |b| b.timestamp_ms());
-                    let at = Millis(parent_ms).plus(self.empty_block_interval_ms);
-                    if at > now_ms() {
-                        self.delayed_payload = Some((at, request));
-                        return Ok(None);
-                    }
+                let at = if idle && self.empty_block_interval_ms > 0 {
+                    Millis(parent_ms).plus(self.empty_block_interval_ms)
+                } else {
+                    earliest
+                };
+                if at > now_ms() {
+                    self.delayed_payload = Some((at, request));
+                    self.delayed_payload_min = earliest;
+                    return Ok(None);
                 }
                 self.make_payload(request)
             }
@@ -657,7 +796,7 @@ impl Driver {
             let fee = params.required_fee(upper);
             SignedTx::sign(body(fee).encode_to_vec(), &self.shared.chain, &[&self.key]).encode()
         };
-        match self.admit(vec![tx], true) {
+        match self.admit(vec![tx], 1) {
             Ok(v) => {
                 if let Some(Verdict { result: Err(e), .. }) = v.first() {
                     warn!(error = %e, "evidence transaction not admitted");

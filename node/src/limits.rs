@@ -70,6 +70,17 @@ pub const GOSSIP_PENDING_TXS: usize = 16 * GOSSIP_BATCH_TXS;
 /// batch, and one round trip through the driver.
 pub const SUBMIT_BATCH_TXS: usize = 1024;
 
+/// Queued inputs (gossip frames, consensus messages, submissions) the
+/// driver takes in one wake-up to admit their transactions as one batch.
+/// Bounded so that timers and the other select arms are served between
+/// wake-ups.
+pub const DRIVER_COALESCE_INPUTS: usize = 256;
+
+/// Transactions admitted as one batch at most: 8,192 signatures of
+/// settlements, about 0.1 s of verification on two cores, so consensus
+/// messages wait no longer than a short round's fraction behind it.
+pub const ADMIT_BATCH_TXS: usize = 4096;
+
 /// Rejected transaction ids remembered for GetTxStatus; oldest forgotten first.
 pub const REJECTED_REMEMBERED: usize = 16_384;
 
@@ -91,6 +102,12 @@ pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 /// that every process fits on one machine.
 pub const MAX_DEVNET_VALIDATORS: usize = 32;
 
+/// Funded demo accounts a devnet genesis may hold: enough for a load
+/// generator to keep tens of thousands of transactions pending without
+/// reaching the per-sender mempool bound, while the genesis file stays a
+/// few megabytes and the total supply far below `u64::MAX`.
+pub const MAX_DEVNET_DEMO_ACCOUNTS: u32 = 16_384;
+
 /// Committed blocks read back at restart before the last applied one, for
 /// leader reputation (the consensus core uses the last `REPUTATION_WINDOW`).
 pub const RESTART_HISTORY_BLOCKS: u64 = consensus_limits::REPUTATION_WINDOW as u64;
@@ -102,4 +119,5 @@ pub const RESTART_PENDING_BLOCKS: usize = consensus_limits::MAX_PENDING_BLOCKS;
 const _: () = assert!(GOSSIP_BATCH_TXS * commons_types::limits::MAX_TX_BYTES < MAX_FRAME_BYTES);
 const _: () = assert!(RECONNECT_BACKOFF_MS_MIN <= RECONNECT_BACKOFF_MS_MAX);
 const _: () = assert!(SUBMIT_BATCH_TXS <= ledger_limits::MAX_BLOCK_TXS * 4);
+const _: () = assert!(SUBMIT_BATCH_TXS <= ADMIT_BATCH_TXS);
 const _: () = assert!(WAIT_COMMITTED_MS_DEFAULT <= WAIT_COMMITTED_MS_MAX);

@@ -76,6 +76,11 @@ enum Command {
         /// Base round timeout of every validator (default: the genesis value).
         #[arg(long)]
         round_timeout_ms: Option<u64>,
+        /// Funded demo accounts in the genesis (keys:
+        /// commons_node::devnet::demo_account_key(0..N)); commons-bench
+        /// signs from many of them.
+        #[arg(long, default_value_t = devnet::DEVNET_DEMO_ACCOUNTS)]
+        accounts: u32,
         /// Delete an existing devnet in --dir first.
         #[arg(long)]
         reset: bool,
@@ -159,6 +164,7 @@ fn main() -> Result<()> {
             epoch_length,
             params,
             round_timeout_ms,
+            accounts,
             reset,
             init_only,
         } => {
@@ -169,9 +175,10 @@ fn main() -> Result<()> {
                 epoch_length_blocks: epoch_length,
                 params: params.into_iter().collect::<BTreeMap<_, _>>(),
                 round_timeout_ms,
+                demo_accounts: accounts,
             };
             let nodes = prepare_devnet(&opts, reset)?;
-            print_devnet(&opts.dir, &nodes);
+            print_devnet(&opts.dir, &nodes, opts.demo_accounts);
             if init_only {
                 return Ok(());
             }
@@ -219,7 +226,7 @@ fn prepare_devnet(opts: &DevnetOptions, reset: bool) -> Result<Vec<DevnetNode>> 
     Ok(devnet::write_devnet(opts)?)
 }
 
-fn print_devnet(dir: &Path, nodes: &[DevnetNode]) {
+fn print_devnet(dir: &Path, nodes: &[DevnetNode], demo_accounts: u32) {
     println!("devnet of {} validators in {}", nodes.len(), dir.display());
     for (i, n) in nodes.iter().enumerate() {
         println!(
@@ -229,8 +236,7 @@ fn print_devnet(dir: &Path, nodes: &[DevnetNode]) {
     }
     println!(
         "funded demo accounts: {} (keys: commons_node::devnet::demo_account_key(0..{}))",
-        devnet::DEVNET_DEMO_ACCOUNTS,
-        devnet::DEVNET_DEMO_ACCOUNTS
+        demo_accounts, demo_accounts
     );
 }
 

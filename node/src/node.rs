@@ -184,6 +184,7 @@ pub async fn run(home: Home) -> Result<(), StartError> {
         shared.clone(),
         transport,
         home.config.consensus.empty_block_interval_ms,
+        home.config.consensus.min_block_interval_ms,
     );
     let mut driver_task = tokio::spawn(driver.run(peer_rx, submit_rx, shutdown.clone()));
 

@@ -1,0 +1,219 @@
+//! What one `commons-bench` run measured: one JSON object, or a table.
+
+use serde::Serialize;
+
+/// The result of one run. Counts are of settlements; `*_pct` CPU figures
+/// are percent of one core (200 = two cores busy) except
+/// `cpu_machine_busy_pct`, which is the busy share of all cores.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub validators: usize,
+    pub endpoints: usize,
+    pub cores: usize,
+    pub duration_s: f64,
+    /// The fixed offered rate; `None` at saturation (as fast as accepted).
+    pub target_rate_per_s: Option<f64>,
+    /// Distinct settlements sent at least once.
+    pub submitted: u64,
+    /// Settlements the node admitted to its mempool.
+    pub accepted: u64,
+    /// Settlements refused for good (invalid, duplicate).
+    pub rejected: u64,
+    pub rejected_invalid: u64,
+    pub rejected_duplicate: u64,
+    /// Sent, but the last answer was "mempool full" or "nonce too far" and
+    /// the run ended before a retry was accepted (or no answer came).
+    pub unresolved: u64,
+    /// "Mempool full" and "nonce too far" answers: back-pressure, retried.
+    pub backpressure_answers: u64,
+    /// Committed settlements seen within the measured window.
+    pub committed: u64,
+    /// Committed in the window and while draining after it.
+    pub committed_total: u64,
+    /// Accepted but not seen committed by the end of the drain.
+    pub uncommitted: u64,
+    pub committed_per_s: f64,
+    /// Parallel batch verification rate ÷ (validators × 2 signatures).
+    pub ceiling_per_s: f64,
+    pub verify_sigs_per_s: f64,
+    pub ratio_to_ceiling: f64,
+    /// Submission to finality (first send until seen in a committed block
+    /// on the Subscribe stream), of every settlement seen committed.
+    pub latency_ms_p50: Option<f64>,
+    pub latency_ms_p90: Option<f64>,
+    pub latency_ms_p99: Option<f64>,
+    pub latency_ms_max: Option<f64>,
+    /// Committed blocks seen in the window and their mean size.
+    pub blocks: u64,
+    pub txs_per_block: f64,
+    pub cpu_nodes_pct: Option<f64>,
+    pub cpu_node_pct: Vec<Option<f64>>,
+    pub cpu_bench_pct: Option<f64>,
+    pub cpu_machine_busy_pct: Option<f64>,
+    /// The pre-signed settlements ran out before the window ended.
+    pub corpus_exhausted: bool,
+    /// The first refusal or stream error messages, for diagnosis.
+    pub errors: Vec<String>,
+}
+
+impl Report {
+    pub fn to_json(&self) -> String {
+        // A struct of numbers, options and strings always serializes.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The human-readable table.
+    pub fn to_table(&self) -> String {
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} ms"));
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}%"));
+        let mut rows: Vec<(String, String)> = vec![
+            (
+                "load".into(),
+                match self.target_rate_per_s {
+                    Some(r) => format!("fixed rate {r:.0}/s"),
+                    None => "saturation (as fast as accepted)".into(),
+                },
+            ),
+            (
+                "validators / endpoints / cores".into(),
+                format!("{} / {} / {}", self.validators, self.endpoints, self.cores),
+            ),
+            ("window".into(), format!("{:.1} s", self.duration_s)),
+            (
+                "submitted / accepted".into(),
+                format!("{} / {}", self.submitted, self.accepted),
+            ),
+            (
+                "rejected (invalid / duplicate)".into(),
+                format!(
+                    "{} ({} / {})",
+                    self.rejected, self.rejected_invalid, self.rejected_duplicate
+                ),
+            ),
+            (
+                "back-pressure answers / unresolved".into(),
+                format!("{} / {}", self.backpressure_answers, self.unresolved),
+            ),
+            (
+                "committed in window / after drain".into(),
+                format!(
+                    "{} / {} ({} uncommitted)",
+                    self.committed, self.committed_total, self.uncommitted
+                ),
+            ),
+            (
+                "committed per second".into(),
+                format!("{:.0}/s", self.committed_per_s),
+            ),
+            (
+                "ceiling (verify rate ÷ 2·validators)".into(),
+                format!(
+                    "{:.0}/s ({:.0} sig/s)",
+                    self.ceiling_per_s, self.verify_sigs_per_s
+                ),
+            ),
+            (
+                "ratio to ceiling".into(),
+                format!("{:.1}%", self.ratio_to_ceiling * 100.0),
+            ),
+            (
+                "latency p50 / p90 / p99 / max".into(),
+                format!(
+                    "{} / {} / {} / {}",
+                    ms(self.latency_ms_p50),
+                    ms(self.latency_ms_p90),
+                    ms(self.latency_ms_p99),
+                    ms(self.latency_ms_max)
+                ),
+            ),
+            (
+                "blocks / settlements per block".into(),
+                format!("{} / {:.0}", self.blocks, self.txs_per_block),
+            ),
+            (
+                "CPU: nodes (each) / bench / machine".into(),
+                format!(
+                    "{} ({}) / {} / {} busy",
+                    pct(self.cpu_nodes_pct),
+                    self.cpu_node_pct
+                        .iter()
+                        .map(|p| pct(*p))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    pct(self.cpu_bench_pct),
+                    pct(self.cpu_machine_busy_pct)
+                ),
+            ),
+        ];
+        if self.corpus_exhausted {
+            rows.push((
+                "note".into(),
+                "pre-signed settlements ran out; raise --txs".into(),
+            ));
+        }
+        for e in &self.errors {
+            rows.push(("error".into(), e.clone()));
+        }
+        let width = rows
+            .iter()
+            .map(|(k, _)| k.chars().count())
+            .max()
+            .unwrap_or(0);
+        let mut out = String::new();
+        for (k, v) in rows {
+            let pad = width - k.chars().count();
+            out.push_str(&format!("{k}{}  {v}\n", " ".repeat(pad)));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_has_the_promised_fields() {
+        let r = Report {
+            validators: 4,
+            duration_s: 30.0,
+            committed_per_s: 1234.5,
+            ceiling_per_s: 9000.0,
+            latency_ms_p50: Some(12.0),
+            latency_ms_p99: None,
+            ..Report::default()
+        };
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        for field in [
+            "validators",
+            "duration_s",
+            "committed_per_s",
+            "ceiling_per_s",
+            "latency_ms_p50",
+            "latency_ms_p99",
+            "rejected",
+        ] {
+            assert!(v.get(field).is_some(), "missing {field}");
+        }
+        assert_eq!(v["validators"], 4);
+        assert_eq!(v["committed_per_s"], 1234.5);
+        assert!(v["latency_ms_p99"].is_null());
+        assert!(!r.to_json().contains('\n'), "one line");
+    }
+
+    #[test]
+    fn table_lists_rates_and_latencies() {
+        let r = Report {
+            target_rate_per_s: Some(500.0),
+            committed_per_s: 499.0,
+            latency_ms_p99: Some(250.0),
+            corpus_exhausted: true,
+            ..Report::default()
+        };
+        let t = r.to_table();
+        assert!(t.contains("fixed rate 500/s"), "{t}");
+        assert!(t.contains("499/s"), "{t}");
+        assert!(t.contains("250.0 ms"), "{t}");
+        assert!(t.contains("raise --txs"), "{t}");
+    }
+}
