@@ -426,10 +426,10 @@ proptest! {
     }
 }
 
-// ---- larger trees, pages several levels deep ----
+// ---- larger trees, many levels deep ----
 
 #[test]
-fn thousands_of_keys_across_pages() {
+fn thousands_of_keys_many_levels_deep() {
     let mut store = MerkleStore::open_memory_with(&memory_config(Some(3))).unwrap();
     let mut model = Model::new();
     for version in 0..8u64 {
