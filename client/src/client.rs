@@ -17,6 +17,7 @@ use commons_proto::v1 as api;
 use commons_proto::v1::query_client::QueryClient;
 use commons_proto::v1::tx_client::TxClient;
 use commons_state_machine::executed_txs;
+use commons_state_machine::ledger::api::{account_pb, lease_pb, settlement_pb};
 use commons_state_machine::ledger::gov::{decode_vote, gkey};
 use commons_state_machine::ledger::params::decode_set;
 use commons_state_machine::ledger::state::key;
@@ -829,24 +830,6 @@ fn tally_pb(t: &TallyCounts) -> api::Tally {
     }
 }
 
-pub fn account_pb(a: &Account) -> api::Account {
-    api::Account {
-        balance: a.balance,
-        nonce: a.nonce,
-        bonded: a.bonded,
-        unbonding: a
-            .unbonding
-            .iter()
-            .map(|u| api::Unbonding {
-                release_height: u.release.0,
-                amount: u.amount,
-            })
-            .collect(),
-        excluded: a.excluded,
-        jailed: a.jailed,
-    }
-}
-
 fn account_of_pb(a: &api::Account) -> Account {
     Account {
         balance: a.balance,
@@ -873,19 +856,6 @@ fn resource_of(code: i32) -> Result<Resource, ClientError> {
     Resource::from_code(code).ok_or_else(|| ClientError::Rpc(format!("unknown resource {code}")))
 }
 
-fn lease_pb(l: &Lease) -> api::Lease {
-    api::Lease {
-        buyer: l.buyer.0.to_vec().into(),
-        provider: l.provider.0.to_vec().into(),
-        resource: i32::from(l.resource.code()),
-        escrow: l.escrow,
-        claimed: l.claimed,
-        rate_per_block: l.rate_per_block,
-        start_height: l.start.0,
-        end_height: l.end.0,
-    }
-}
-
 fn lease_of_pb(l: &api::Lease) -> Result<Lease, ClientError> {
     Ok(Lease {
         buyer: key_of(&l.buyer)?,
@@ -897,18 +867,6 @@ fn lease_of_pb(l: &api::Lease) -> Result<Lease, ClientError> {
         start: Height(l.start_height),
         end: Height(l.end_height),
     })
-}
-
-fn settlement_pb(s: &Settlement) -> api::Settlement {
-    api::Settlement {
-        buyer: s.buyer.0.to_vec().into(),
-        seller: s.seller.0.to_vec().into(),
-        resource: i32::from(s.resource.code()),
-        quantity: s.quantity,
-        unit_price: s.unit_price,
-        marketplace_fee: s.marketplace_fee,
-        height: s.height.0,
-    }
 }
 
 fn settlement_of_pb(s: &api::Settlement) -> Result<Settlement, ClientError> {

@@ -13,6 +13,7 @@ use std::time::Duration;
 use commons_consensus::Block;
 use commons_proto::v1 as api;
 use commons_state_machine::Application;
+use commons_state_machine::ledger::api::{account_pb, lease_pb, settlement_pb};
 use commons_state_machine::ledger::gov::{decode_validator_set, decode_vote, gkey};
 use commons_state_machine::ledger::params::decode_set;
 use commons_state_machine::ledger::state::key;
@@ -339,10 +340,6 @@ fn tally_of(
     Ok((tally, proof))
 }
 
-fn resource_pb(r: commons_state_machine::ledger::Resource) -> i32 {
-    i32::from(r.code())
-}
-
 #[tonic::async_trait]
 impl api::query_server::Query for Api {
     async fn get_account(
@@ -358,21 +355,7 @@ impl api::query_server::Query for Api {
                     None => None,
                     Some(bytes) => {
                         let a = Account::decode(&bytes).map_err(internal)?;
-                        Some(api::Account {
-                            balance: a.balance,
-                            nonce: a.nonce,
-                            bonded: a.bonded,
-                            unbonding: a
-                                .unbonding
-                                .iter()
-                                .map(|u| api::Unbonding {
-                                    release_height: u.release.0,
-                                    amount: u.amount,
-                                })
-                                .collect(),
-                            excluded: a.excluded,
-                            jailed: a.jailed,
-                        })
+                        Some(account_pb(&a))
                     }
                 };
                 Ok(api::AccountResponse {
@@ -397,16 +380,7 @@ impl api::query_server::Query for Api {
                     None => None,
                     Some(bytes) => {
                         let l = Lease::decode(&bytes).map_err(internal)?;
-                        Some(api::Lease {
-                            buyer: l.buyer.0.to_vec().into(),
-                            provider: l.provider.0.to_vec().into(),
-                            resource: resource_pb(l.resource),
-                            escrow: l.escrow,
-                            claimed: l.claimed,
-                            rate_per_block: l.rate_per_block,
-                            start_height: l.start.0,
-                            end_height: l.end.0,
-                        })
+                        Some(lease_pb(&l))
                     }
                 };
                 Ok(api::LeaseResponse {
@@ -433,15 +407,7 @@ impl api::query_server::Query for Api {
                     None => None,
                     Some(bytes) => {
                         let s = Settlement::decode(&bytes).map_err(internal)?;
-                        Some(api::Settlement {
-                            buyer: s.buyer.0.to_vec().into(),
-                            seller: s.seller.0.to_vec().into(),
-                            resource: resource_pb(s.resource),
-                            quantity: s.quantity,
-                            unit_price: s.unit_price,
-                            marketplace_fee: s.marketplace_fee,
-                            height: s.height.0,
-                        })
+                        Some(settlement_pb(&s))
                     }
                 };
                 Ok(api::SettlementResponse {

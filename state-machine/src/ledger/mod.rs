@@ -2,6 +2,7 @@
 //! leases, fees, governance glue and evidence, executed block by block.
 
 pub mod action;
+pub mod api;
 pub mod chain;
 pub mod evidence;
 pub mod execute;
