@@ -231,6 +231,10 @@ struct Orphan {
 struct SyncState {
     wanted: BTreeMap<Hash, Wanted>,
     committed: Option<(PublicKey, Millis)>,
+    /// A one-shot committed-range request to a validator whose proposal
+    /// named another leader than this replica computes (see
+    /// `probe_commits`), and when it was sent.
+    probe: Option<(PublicKey, Millis)>,
     /// Highest height a verified QC has shown to exist.
     target_height: Height,
     orphans: BTreeMap<Hash, Orphan>,
@@ -1082,6 +1086,7 @@ impl Replica {
         }
         let leader = self.leader(round);
         if proposer != leader {
+            self.probe_commits(proposer_key);
             return Err(Reject::WrongLeader {
                 round,
                 proposer,
@@ -1151,9 +1156,24 @@ impl Replica {
                 limit: limits::MAX_PENDING_BLOCKS,
             });
         }
+        let justify = signature.is_none().then(|| block.justify().clone());
         self.tree.insert(block.clone());
         self.out.persist.blocks.push(block);
         self.sync.wanted.remove(&id);
+        // A block fetched by sync (not proposed to this replica) carries a
+        // QC for its parent that this replica may never have seen, and that
+        // QC may be the only one that commits the grandparent: a replica
+        // that missed those rounds (crashed, partitioned) would otherwise
+        // stay behind the others' commits, refuse every payload attesting
+        // state it has not executed, and disagree on leaders (reputation
+        // comes from the committed chain) until some later QC happened to
+        // commit further. A proposal's QC is processed in `on_proposal`.
+        if let Some(qc) = justify
+            && qc.data.epoch == self.epoch
+            && self.verify_qc_cached(&qc).is_ok()
+        {
+            self.process_qc(qc, Some(from));
+        }
         // Children that were waiting for this block.
         let children: Vec<Hash> = self
             .sync
@@ -1726,6 +1746,38 @@ impl Replica {
         );
     }
 
+    /// Leaders come from the committed chain's reputation, so two replicas
+    /// one commit apart may disagree on leaders, and when they split the
+    /// power in halves neither side can form a QC: the commit that would
+    /// reconcile them (its QC reached only some replicas) never spreads,
+    /// since no new QC forms. A signed proposal from a validator this
+    /// replica does not take for the leader is the sign: ask that proposer
+    /// once for the committed blocks above this replica's root. A proposer
+    /// that is not ahead has no such range and does not answer; at most one
+    /// probe per sync retry period.
+    fn probe_commits(&mut self, peer: PublicKey) {
+        let retry = self.config.sync_retry_ms;
+        if peer == self.public_key
+            || self.sync.committed.is_some()
+            || self
+                .sync
+                .probe
+                .is_some_and(|(_, at)| self.now < at.plus(retry))
+        {
+            return;
+        }
+        self.sync.probe = Some((peer, self.now));
+        let from_height = self.tree.root().height.next();
+        debug!(height = from_height.0, "probing a proposer for commits");
+        self.send(
+            Destination::To(peer),
+            Message::SyncRequest(SyncRequest::Committed {
+                epoch: self.epoch,
+                from_height,
+            }),
+        );
+    }
+
     fn start_committed_sync(&mut self, peer: PublicKey) {
         if self.sync.committed.is_some() || peer == self.public_key {
             return;
@@ -1793,12 +1845,15 @@ impl Replica {
                 Ok(())
             }
             SyncResponse::Committed { blocks, commit_qc } => {
-                if self.sync.committed.is_none() {
+                if self.sync.committed.is_some() {
+                    self.sync.committed = None;
+                } else if self.sync.probe.is_some_and(|(p, _)| p == from) {
+                    self.sync.probe = None;
+                } else {
                     return Err(Reject::Unsolicited {
                         what: "committed range",
                     });
                 }
-                self.sync.committed = None;
                 self.on_committed_range(from, blocks, commit_qc)
             }
         }

@@ -760,6 +760,114 @@ fn block_sync_fills_a_missing_parent() {
 }
 
 #[test]
+fn a_block_fetched_by_sync_commits_what_its_qc_commits() {
+    // The replica missed rounds 1 to 4 and hears of B4 (round 5) only.
+    // B4's QC commits nothing (B3 came after a TC); the QC that commits B1
+    // is inside B3, which the replica fetches. Without processing the QCs
+    // of fetched blocks it stays behind the others' commits.
+    let mut fx = Fixture::new(config(), |leader, me| (1..=5).all(|r| leader(r) != me));
+    let q = fx.quorum();
+    let b1 = fx.block(1, &fx.genesis_qc.clone(), None, b"one");
+    let qc1 = fx.qc(&b1.block, &q);
+    let b2 = fx.block(2, &qc1, None, b"two");
+    let qc2 = fx.qc(&b2.block, &q);
+    let entries: Vec<(usize, &QuorumCert)> = q.iter().map(|v| (*v, &qc2)).collect();
+    let tc3 = fx.tc(3, &entries);
+    let b3 = fx.block(4, &qc2, Some(tc3), b"three");
+    let qc3 = fx.qc(&b3.block, &q);
+    let b4 = fx.block(5, &qc3, None, b"four");
+    let peer = fx.leader(5);
+    let (id1, id3) = (b1.block.id(), b3.block.id());
+    let steps = vec![
+        step(
+            "B4 arrives: its QC commits nothing, B3 is missing",
+            fx.proposal_input(&b4),
+            move |res, ready, _| {
+                assert_eq!(res, &Ok(()));
+                assert!(ready.committed.is_empty());
+                let asked = ready.messages.iter().any(|m| matches!(m.message, Message::SyncRequest(SyncRequest::Ancestors { id, .. }) if id == id3));
+                assert!(asked, "asks for B3: {:?}", ready.messages);
+            },
+        ),
+        step(
+            "B3, B2, B1 arrive by sync: B3's QC commits B1",
+            fx.msg(
+                peer,
+                Message::SyncResponse(SyncResponse::Ancestors {
+                    blocks: vec![b3.block.clone(), b2.block.clone(), b1.block.clone()],
+                }),
+            ),
+            move |res, ready, rep| {
+                assert_eq!(res, &Ok(()));
+                let committed: Vec<Hash> = ready.committed.iter().map(Block::id).collect();
+                assert_eq!(committed, vec![id1]);
+                assert_eq!(rep.committed_id(), id1);
+                assert_eq!(rep.round(), Round(5));
+            },
+        ),
+    ];
+    fx.run(steps);
+}
+
+#[test]
+fn a_proposal_from_another_leader_than_expected_probes_its_proposer_for_commits() {
+    // Replicas one commit apart may compute different leaders. A replica
+    // that gets a signed proposal from a validator it does not take for
+    // the leader asks that proposer once for the commits above its root,
+    // and takes the answer.
+    let mut fx = Fixture::new(config(), |leader, me| leader(1) != me && leader(2) != me);
+    let q = fx.quorum();
+    let other = (0..fx.n())
+        .find(|v| *v != fx.me && *v != fx.leader(1))
+        .unwrap();
+    let b1 = fx.block(1, &fx.genesis_qc.clone(), None, b"one");
+    let qc1 = fx.qc(&b1.block, &q);
+    let b2 = fx.block(2, &qc1, None, b"two");
+    let qc2 = fx.qc(&b2.block, &q);
+    let wrong = fx.block_with(0, 1, &fx.genesis_qc.clone(), None, b"other", other);
+    let peer = fx.from(other);
+    let id1 = b1.block.id();
+    let range = Message::SyncResponse(SyncResponse::Committed {
+        blocks: vec![b1.block.clone()],
+        commit_qc: qc2,
+    });
+    let steps = vec![
+        step(
+            "a proposal of round 1 signed by a validator that is not its leader here",
+            fx.proposal_input(&wrong),
+            move |res, ready, _| {
+                assert!(matches!(res, Err(Reject::WrongLeader { .. })), "{res:?}");
+                let asked = ready.messages.iter().any(|m| m.to == Destination::To(peer) && matches!(m.message, Message::SyncRequest(SyncRequest::Committed { from_height, .. }) if from_height.0 == 1));
+                assert!(asked, "asks the proposer for commits: {:?}", ready.messages);
+            },
+        ),
+        step(
+            "the proposer answers with a committed range",
+            fx.msg(other, range.clone()),
+            move |res, ready, rep| {
+                assert_eq!(res, &Ok(()));
+                let committed: Vec<Hash> = ready.committed.iter().map(Block::id).collect();
+                assert_eq!(committed, vec![id1]);
+                assert_eq!(rep.committed_id(), id1);
+            },
+        ),
+        step(
+            "the same answer again was not asked for",
+            fx.msg(other, range),
+            |res, _, _| {
+                assert_eq!(
+                    res,
+                    &Err(Reject::Unsolicited {
+                        what: "committed range"
+                    })
+                );
+            },
+        ),
+    ];
+    fx.run(steps);
+}
+
+#[test]
 fn an_epoch_change_switches_the_validator_set_at_the_boundary() {
     let mut cfg = config();
     cfg.epoch_length_blocks = 2;

@@ -2,8 +2,13 @@
 //! re-signing with the validator's own key where the tampered message must
 //! still verify.
 
-use commons_consensus::{Block, Message, Proposal, QuorumCert, Vote, limits as consensus_limits};
-use commons_types::{ChainId, Hash, SecretKey};
+use commons_consensus::message::timeout_signing_bytes;
+use commons_consensus::{
+    Block, Message, Proposal, QuorumCert, Timeout, TimeoutCert, TimeoutSignature, Vote,
+    limits as consensus_limits,
+};
+use commons_state_machine::Payload;
+use commons_types::{ChainId, Hash, Round, SecretKey, ValidatorIndex};
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
@@ -132,19 +137,104 @@ pub fn forged(
     }
 }
 
-/// QCs a stale-QC leader remembers (the latest rounds).
-pub const STALE_QCS_MAX: usize = 16;
+/// How long a stale-QC validator keeps the victim of a fork attack cut off
+/// from the other validators: a timed-out round, the fork proposal and two
+/// rounds certifying it fit several times over at the simulator's timeouts.
+pub const FORK_ISOLATION_MS: u64 = 3_000;
 
-/// The stale-QC leader: the same round, TC and payload, but extending the
-/// highest remembered QC below the block's own, re-signed.
-pub fn stale_qc(
-    proposal: &Proposal,
-    older: &QuorumCert,
+/// Fork and replaced block ids a stale-QC validator remembers.
+pub const FORK_BLOCKS_MAX: usize = 64;
+
+/// A stale-QC validator's fork attack in progress (see
+/// [`crate::options::Behaviour::StaleQc`]).
+#[derive(Clone, Debug)]
+pub struct ForkAttack {
+    /// The honest validator that alone received the proposal whose QC
+    /// commits a block, and is cut off from the others.
+    pub victim: usize,
+    /// That proposal (round k): the fork block reuses its round and
+    /// header fields.
+    pub proposal: Proposal,
+    /// The QC the fork extends: the one the committed block itself carries,
+    /// so the fork's first block is a sibling of the committed one.
+    pub stale: QuorumCert,
+    /// The block `stale` certifies: the fork's parent.
+    pub parent: Block,
+    /// Timeouts of round k - 1 from the other validators, which never saw
+    /// the QC that ends that round.
+    pub timeouts: Vec<TimeoutSignature>,
+    /// Whether the fork block was sent.
+    pub forked: bool,
+    /// The attack (and the victim's isolation) ends then.
+    pub until_ms: u64,
+}
+
+/// `tc` with this validator's own entry reporting `stale` (a timeout it may
+/// sign: it holds that QC), re-signed; inserted if it was not there.
+pub fn with_own_entry(
+    mut tc: TimeoutCert,
+    me: ValidatorIndex,
+    stale: Round,
     key: &SecretKey,
     chain: &ChainId,
-) -> Proposal {
-    let mut fields = proposal.block.clone().into_fields();
-    fields.height = older.data.height.next();
-    fields.justify = older.clone();
-    Proposal::sign(Block::new(fields), key, chain)
+) -> TimeoutCert {
+    let entry = TimeoutSignature {
+        voter: me,
+        high_qc_round: stale,
+        signature: key.sign_raw(&timeout_signing_bytes(chain, tc.epoch, tc.round, stale)),
+    };
+    match tc.entries.binary_search_by_key(&me, |e| e.voter) {
+        Ok(at) => tc.entries[at] = entry,
+        Err(at) => tc.entries.insert(at, entry),
+    }
+    tc
+}
+
+/// The stale-QC leader's fork block: `template`'s round and header fields,
+/// justified by `tc` (when given) and extending `stale` (whose block is
+/// `parent`), with an empty payload that attests what the parent attested
+/// (valid for any validator that executed that far). Re-signed. None if
+/// the parent's payload does not decode.
+pub fn fork_proposal(
+    template: &Proposal,
+    stale: &QuorumCert,
+    parent: &Block,
+    tc: Option<TimeoutCert>,
+    key: &SecretKey,
+    chain: &ChainId,
+) -> Option<Proposal> {
+    let parent_payload = Payload::decode(parent.payload()).ok()?;
+    let mut fields = template.block.clone().into_fields();
+    fields.height = parent.height().next();
+    fields.justify = stale.clone();
+    fields.state_root = parent.state_root();
+    fields.payload = Payload {
+        state_height: parent_payload.state_height,
+        txs: Vec::new(),
+    }
+    .encode();
+    fields.timestamp_ms = fields.timestamp_ms.max(parent.timestamp_ms() + 1);
+    if let Some(tc) = tc {
+        fields.timeout_cert = Some(tc);
+    }
+    Some(Proposal::sign(Block::new(fields), key, chain))
+}
+
+/// The same timeout, re-signed reporting `stale` as the highest QC (a
+/// stale-QC validator hides the QC that commits the victim's block).
+pub fn lowered_timeout(
+    timeout: &Timeout,
+    stale: &QuorumCert,
+    key: &SecretKey,
+    chain: &ChainId,
+) -> Timeout {
+    Timeout::sign(
+        timeout.epoch,
+        timeout.round,
+        stale.clone(),
+        timeout.last_round_tc.clone(),
+        timeout.voter,
+        key,
+        chain,
+    )
 }

@@ -96,9 +96,17 @@ pub enum Behaviour {
     /// different half of the other validators (double signing by
     /// construction).
     SplitBrain,
-    /// As leader after a timeout certificate, proposes a block extending an
-    /// older QC than the highest it holds (what the 2-chain lock forbids
-    /// voting for).
+    /// Forks below a commit that only one honest validator saw (the attack
+    /// the 2-chain lock and the TC's highest QC exist for). Before GST, as
+    /// leader of round k holding the QC of round k - 1 that commits a block
+    /// B, it sends its proposal to one honest validator only (which commits
+    /// B), and the network cuts that victim off from the others for a
+    /// while. It hides that QC (its timeouts report the QC B carries), and
+    /// once the others time out round k - 1 it forms the TC of round k - 1
+    /// from their timeouts and its own, lowered, and proposes in round k a
+    /// block extending the QC B carries: a sibling of B. It votes for that
+    /// fork and for every block extending it. At any time, a proposal of
+    /// its own after a TC is replaced by such a stale fork block.
     StaleQc,
 }
 

@@ -5,20 +5,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use commons_consensus::{
-    Block, Config, Destination, Evidence, Input, Message, Millis, QuorumCert, Ready, Replica,
-    Request, Restart, RootBlock, SafetyRecord,
+    Block, Config, Destination, Evidence, Input, Message, Millis, Proposal, QuorumCert, Ready,
+    Replica, Request, Restart, RootBlock, SafetyRecord, TimeoutCert, TimeoutSignature, Vote,
 };
 use commons_state_machine::ledger::gov::{gkey, load_proposal};
 use commons_state_machine::ledger::state::{decode_ids, decode_u64, key};
 use commons_state_machine::ledger::{Genesis, Ledger, Working};
 use commons_state_machine::{Application, Payload};
-use commons_types::{ChainId, Epoch, Hash, PublicKey, Round, SecretKey, ValidatorSet};
+use commons_types::{
+    ChainId, Epoch, Hash, PublicKey, Round, SecretKey, ValidatorIndex, ValidatorSet,
+};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 use tracing::debug;
 
-use crate::byzantine::{self, REPLAY_POOL_MAX, Send, below};
+use crate::byzantine::{self, ForkAttack, REPLAY_POOL_MAX, Send, below};
 use crate::check::{Checker, Violation};
 use crate::net::Network;
 use crate::options::{Behaviour, Fault, Options};
@@ -124,8 +126,13 @@ struct Node {
     clock: Clock,
     armed: Option<CrashPoint>,
     replay_pool: Vec<Vec<u8>>,
-    /// QCs a stale-QC leader saw, by round.
-    qcs_seen: BTreeMap<Round, QuorumCert>,
+    /// A stale-QC validator's fork attack in progress.
+    attack: Option<ForkAttack>,
+    /// Fork blocks a stale-QC validator proposed or votes for.
+    fork: BTreeSet<Hash>,
+    /// Its replica's proposals it replaced by fork blocks (their votes
+    /// are not sent).
+    replaced: BTreeSet<Hash>,
     oversized_sent: bool,
     height_at_gst: u64,
 }
@@ -156,6 +163,10 @@ enum Event {
     PartitionHeal,
     CutStart,
     CutHeal,
+    /// A fork attack's victim hears the other validators again.
+    IsolationEnd {
+        cuts: Vec<(usize, usize)>,
+    },
     ClientTick,
     Gst,
 }
@@ -172,6 +183,10 @@ pub struct Stats {
     pub evidence: u64,
     pub forged_sent: u64,
     pub invalid_txs_proposed: u64,
+    /// Fork attacks a stale-QC validator started (a victim cut off).
+    pub fork_attacks: u64,
+    /// Stale fork blocks it proposed.
+    pub fork_proposals: u64,
 }
 
 /// The outcome of one run.
@@ -317,7 +332,9 @@ impl Sim {
                 clock,
                 armed: None,
                 replay_pool: Vec::new(),
-                qcs_seen: BTreeMap::new(),
+                attack: None,
+                fork: BTreeSet::new(),
+                replaced: BTreeSet::new(),
                 oversized_sent: false,
                 height_at_gst: 0,
             });
@@ -597,6 +614,12 @@ impl Sim {
             Event::CutHeal => {
                 self.log(&[b"cuts healed"], || "cuts healed".into());
                 self.net.cuts.clear();
+            }
+            Event::IsolationEnd { cuts } => {
+                self.log(&[b"isolation ends"], || "isolation ends".into());
+                for c in cuts {
+                    self.net.cuts.remove(&c);
+                }
             }
             Event::ClientTick => {
                 self.client_tick();
@@ -1076,25 +1099,7 @@ impl Sim {
             }
         }
         let sends: Vec<Send> = match self.nodes[i].behaviour {
-            Some(Behaviour::StaleQc) => {
-                let mut message = message;
-                if let Message::Proposal(p) = &message
-                    && self.index_is(i, p.block.proposer().0)
-                    && p.block.timeout_cert().is_some()
-                    && let Some((_, older)) = self.nodes[i]
-                        .qcs_seen
-                        .range(..p.block.justify().round())
-                        .next_back()
-                {
-                    let stale = byzantine::stale_qc(p, older, &self.nodes[i].key, &self.chain);
-                    message = Message::Proposal(stale);
-                }
-                vec![Send {
-                    to: targets,
-                    bytes: message.encode(),
-                    delay_ms: 0,
-                }]
-            }
+            Some(Behaviour::StaleQc) => self.stale_qc_sends(i, targets, message),
             None | Some(Behaviour::SplitBrain) | Some(Behaviour::InvalidTxs) => vec![Send {
                 to: targets,
                 bytes: message.encode(),
@@ -1179,6 +1184,11 @@ impl Sim {
                 delay_ms: 0,
             }],
         };
+        self.transmit(i, sends);
+    }
+
+    /// Hands each copy to the network.
+    fn transmit(&mut self, i: usize, sends: Vec<Send>) {
         for s in sends {
             for j in s.to {
                 let arrivals =
@@ -1195,6 +1205,297 @@ impl Sim {
                     );
                 }
             }
+        }
+    }
+
+    // ----- the stale-QC validator ---------------------------------------------
+
+    /// A block node `i` knows: in its replica's tree or among its last
+    /// applied blocks.
+    fn known_block(&self, i: usize, id: &Hash) -> Option<Block> {
+        let node = &self.nodes[i];
+        if let Some(b) = node.replica.as_ref().and_then(|r| r.block(id)) {
+            return Some(b.clone());
+        }
+        node.applied
+            .iter()
+            .rev()
+            .take(byzantine::FORK_BLOCKS_MAX)
+            .find(|b| b.id() == *id)
+            .cloned()
+    }
+
+    /// What a fork below the commit `justify` makes extends: `justify`
+    /// certifies B1, whose QC certifies B2 (the block `justify` commits when
+    /// their rounds are consecutive); B2's own QC is the stale one, and its
+    /// block the fork's parent. Also whether `justify` commits B2.
+    fn stale_target(&self, i: usize, justify: &QuorumCert) -> Option<(QuorumCert, Block, bool)> {
+        let b1 = self.known_block(i, &justify.block_id())?;
+        let b2 = self.known_block(i, &b1.justify().block_id())?;
+        let stale = b2.justify().clone();
+        let parent = self.known_block(i, &stale.block_id())?;
+        let commits = b1.round() == b2.round().next();
+        (parent.epoch() == b1.epoch()).then_some((stale, parent, commits))
+    }
+
+    /// Every node `i` may talk to.
+    fn reachable(&self, i: usize) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|j| self.may_talk(i, *j))
+            .collect()
+    }
+
+    /// Cuts `victim` off from every node but `attacker` until the attack
+    /// ends (at the latest at GST, when the network heals anyway).
+    fn isolate(&mut self, attacker: usize, victim: usize) -> u64 {
+        let until = (self.now + byzantine::FORK_ISOLATION_MS).min(self.gst_ms);
+        let mut cuts = Vec::new();
+        for j in 0..self.nodes.len() {
+            if j == victim || j == attacker {
+                continue;
+            }
+            for c in [(victim, j), (j, victim)] {
+                if self.net.cuts.insert(c) {
+                    cuts.push(c);
+                }
+            }
+        }
+        self.log(&[b"isolate", &[attacker as u8, victim as u8]], || {
+            format!("n{attacker} forks: n{victim} cut off until {until} ms")
+        });
+        self.push(until, Event::IsolationEnd { cuts });
+        until
+    }
+
+    /// What a stale-QC validator sends instead of `message` (see
+    /// [`Behaviour::StaleQc`]).
+    fn stale_qc_sends(&mut self, i: usize, targets: Vec<usize>, message: Message) -> Vec<Send> {
+        let (now, after_gst) = (self.now, self.after_gst);
+        if self.nodes[i]
+            .attack
+            .as_ref()
+            .is_some_and(|a| after_gst || a.until_ms <= now)
+        {
+            self.nodes[i].attack = None;
+        }
+        let plain = |to: Vec<usize>, m: &Message| {
+            vec![Send {
+                to,
+                bytes: m.encode(),
+                delay_ms: 0,
+            }]
+        };
+        let Some(me) = self.nodes[i].replica.as_ref().and_then(Replica::index) else {
+            return plain(targets, &message);
+        };
+        let victim = self.nodes[i].attack.as_ref().map(|a| a.victim);
+        let only_victim = |targets: Vec<usize>| -> Vec<usize> {
+            targets.into_iter().filter(|j| Some(*j) == victim).collect()
+        };
+        match &message {
+            // While the attack lasts, whatever carries the hidden QC goes to
+            // the victim only.
+            Message::Proposal(_) | Message::SyncResponse(_) if victim.is_some() => {
+                plain(only_victim(targets), &message)
+            }
+            Message::Proposal(p) if p.block.proposer() == me => {
+                let key = self.nodes[i].key.clone();
+                if let Some(tc) = p.block.timeout_cert()
+                    && let Some((stale, parent, _)) = self.stale_target(i, p.block.justify())
+                {
+                    // After a TC: a stale fork block in place of the real
+                    // proposal, the lock broken in plain sight.
+                    let tc =
+                        byzantine::with_own_entry(tc.clone(), me, stale.round(), &key, &self.chain);
+                    if let Some(fork) =
+                        byzantine::fork_proposal(p, &stale, &parent, Some(tc), &key, &self.chain)
+                    {
+                        remember(&mut self.nodes[i].replaced, p.block.id());
+                        return self.send_fork(i, me, targets, fork);
+                    }
+                }
+                if !after_gst
+                    && let Some((stale, parent, true)) = self.stale_target(i, p.block.justify())
+                {
+                    // The leaders of the two rounds after it must be
+                    // honest validators that are not the victim: they
+                    // certify the fork block and the block that commits it.
+                    let round = p.block.round();
+                    let next: Vec<ValidatorIndex> = self.nodes[i]
+                        .replica
+                        .as_ref()
+                        .map(|r| vec![r.leader(round.next()), r.leader(round.next().next())])
+                        .unwrap_or_default();
+                    let honest: Vec<usize> = targets
+                        .iter()
+                        .copied()
+                        .filter(|j| {
+                            let n = &self.nodes[*j];
+                            n.honest()
+                                && n.replica
+                                    .as_ref()
+                                    .and_then(Replica::index)
+                                    .is_some_and(|x| !next.contains(&x))
+                        })
+                        .collect();
+                    if !next.contains(&me) && !honest.is_empty() {
+                        let victim = honest[below(&mut self.rng, honest.len() as u64) as usize];
+                        let until_ms = self.isolate(i, victim);
+                        self.stats.fork_attacks += 1;
+                        // Its vote for this proposal would make its vote
+                        // for the fork block an equivocation the others
+                        // refuse.
+                        remember(&mut self.nodes[i].replaced, p.block.id());
+                        self.nodes[i].attack = Some(ForkAttack {
+                            victim,
+                            proposal: p.clone(),
+                            stale,
+                            parent,
+                            timeouts: Vec::new(),
+                            forked: false,
+                            until_ms,
+                        });
+                        return plain(vec![victim], &message);
+                    }
+                }
+                plain(targets, &message)
+            }
+            Message::Timeout(t) if t.voter == me => match &self.nodes[i].attack {
+                Some(a) if a.stale.round() < t.round && a.stale.data.epoch == t.epoch => {
+                    let lowered =
+                        byzantine::lowered_timeout(t, &a.stale, &self.nodes[i].key, &self.chain);
+                    plain(targets, &Message::Timeout(lowered))
+                }
+                _ => plain(targets, &message),
+            },
+            Message::Vote(v) if self.nodes[i].replaced.contains(&v.data.block_id) => Vec::new(),
+            _ => plain(targets, &message),
+        }
+    }
+
+    /// Sends a stale-QC validator's fork block and its own vote for it.
+    fn send_fork(
+        &mut self,
+        i: usize,
+        me: ValidatorIndex,
+        targets: Vec<usize>,
+        fork: Proposal,
+    ) -> Vec<Send> {
+        let vote = Vote::sign(fork.block.vote_data(), me, &self.nodes[i].key, &self.chain);
+        let id = fork.block.id();
+        remember(&mut self.nodes[i].fork, id);
+        self.stats.fork_proposals += 1;
+        self.log(&[b"fork", &id.0], || {
+            format!("n{i} proposes fork block {id}")
+        });
+        let everyone = self.reachable(i);
+        vec![
+            Send {
+                to: targets,
+                bytes: Message::Proposal(fork).encode(),
+                delay_ms: 0,
+            },
+            Send {
+                to: everyone,
+                bytes: Message::Vote(vote).encode(),
+                delay_ms: 0,
+            },
+        ]
+    }
+
+    /// What a stale-QC validator does with what it receives: it votes for
+    /// every block extending its fork, and during an attack collects the
+    /// timeouts of the round before its proposal (from validators that
+    /// never saw the QC ending that round); with a quorum of them (its own
+    /// entry lowered) it has a TC that lets it propose the fork block in
+    /// the round of the proposal only the victim saw.
+    fn stale_qc_receives(&mut self, i: usize, message: &Message) {
+        let Some(me) = self.nodes[i].replica.as_ref().and_then(Replica::index) else {
+            return;
+        };
+        match message {
+            Message::Proposal(p) => {
+                let block = &p.block;
+                let node = &self.nodes[i];
+                if !node.fork.contains(&block.parent_id())
+                    || node.fork.contains(&block.id())
+                    || block.proposer() == me
+                {
+                    return;
+                }
+                let vote = Vote::sign(block.vote_data(), me, &node.key, &self.chain);
+                remember(&mut self.nodes[i].fork, block.id());
+                let everyone = self.reachable(i);
+                self.transmit(
+                    i,
+                    vec![Send {
+                        to: everyone,
+                        bytes: Message::Vote(vote).encode(),
+                        delay_ms: 0,
+                    }],
+                );
+            }
+            Message::Timeout(t) => {
+                let Some(set) = self.nodes[i]
+                    .replica
+                    .as_ref()
+                    .map(|r| r.validator_set().clone())
+                else {
+                    return;
+                };
+                let Some(a) = self.nodes[i].attack.as_mut() else {
+                    return;
+                };
+                if a.forked
+                    || t.voter == me
+                    || t.epoch != a.proposal.block.epoch()
+                    || t.round.next() != a.proposal.block.round()
+                    || a.timeouts.iter().any(|e| e.voter == t.voter)
+                {
+                    return;
+                }
+                let h = t.header();
+                a.timeouts.push(TimeoutSignature {
+                    voter: h.voter,
+                    high_qc_round: h.high_qc_round,
+                    signature: h.signature,
+                });
+                let power: u64 = a
+                    .timeouts
+                    .iter()
+                    .map(|e| e.voter)
+                    .chain([me])
+                    .filter_map(|v| set.get(v).map(|v| v.power))
+                    .sum();
+                if power < set.quorum_power() {
+                    return;
+                }
+                a.forked = true;
+                let mut entries = a.timeouts.clone();
+                entries.sort_by_key(|e| e.voter);
+                let tc = TimeoutCert {
+                    epoch: t.epoch,
+                    round: t.round,
+                    entries,
+                };
+                let (template, stale, parent) =
+                    (a.proposal.clone(), a.stale.clone(), a.parent.clone());
+                let key = self.nodes[i].key.clone();
+                let tc = byzantine::with_own_entry(tc, me, stale.round(), &key, &self.chain);
+                if let Some(fork) = byzantine::fork_proposal(
+                    &template,
+                    &stale,
+                    &parent,
+                    Some(tc),
+                    &key,
+                    &self.chain,
+                ) {
+                    let everyone = self.reachable(i);
+                    let sends = self.send_fork(i, me, everyone, fork);
+                    self.transmit(i, sends);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -1257,15 +1558,8 @@ impl Sim {
             );
             return;
         }
-        if self.nodes[to].behaviour == Some(Behaviour::StaleQc)
-            && let Message::Proposal(p) = &message
-        {
-            let qc = p.block.justify().clone();
-            let seen = &mut self.nodes[to].qcs_seen;
-            seen.insert(qc.round(), qc);
-            while seen.len() > byzantine::STALE_QCS_MAX {
-                seen.pop_first();
-            }
+        if self.nodes[to].behaviour == Some(Behaviour::StaleQc) {
+            self.stale_qc_receives(to, &message);
         }
         if self.nodes[to].behaviour == Some(Behaviour::Replay) {
             let pool = &mut self.nodes[to].replay_pool;
@@ -1295,6 +1589,20 @@ impl Sim {
 
     fn nonce_of(&self, r: usize, k: &PublicKey) -> u64 {
         self.nodes[r].app.ledger().account(k).map_or(0, |a| a.nonce)
+    }
+
+    /// The account's nonce after the highest commit any honest node applied
+    /// (crashed ones included: their ledger is durable). Reading it from the
+    /// live node furthest ahead instead goes wrong when the node that
+    /// applied the account's last transaction is down and the others have
+    /// not applied that block yet: the client would sign with a spent nonce
+    /// and its transaction could never commit.
+    fn latest_nonce(&self, k: &PublicKey) -> u64 {
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].honest())
+            .map(|i| self.nonce_of(i, k))
+            .max()
+            .unwrap_or(0)
     }
 
     /// A client hands its transaction to a few live nodes, or to all of
@@ -1344,7 +1652,7 @@ impl Sim {
         if self.clients.in_flight.contains_key(&user.public_key()) {
             return;
         }
-        let nonce = self.nonce_of(r, &user.public_key());
+        let nonce = self.latest_nonce(&user.public_key());
         let other =
             (u + 1 + below(&mut self.rng, workload::USERS as u64 - 1) as usize) % workload::USERS;
         let tx = if below(&mut self.rng, 10) < 7 {
@@ -1376,7 +1684,7 @@ impl Sim {
         let proposer = workload::stakeholder_key(0);
         match self.clients.governance_step {
             0 if self.now >= 500 => {
-                let nonce = self.nonce_of(r, &proposer.public_key());
+                let nonce = self.latest_nonce(&proposer.public_key());
                 let spare = self.nodes[self.spare].public;
                 if let Ok(tx) = workload::propose_add_validator(&proposer, spare, nonce) {
                     let f = self.clients.add(proposer.public_key(), &tx, self.now);
@@ -1393,7 +1701,7 @@ impl Sim {
                 }
                 for s in 0..workload::STAKEHOLDERS {
                     let voter = workload::stakeholder_key(s);
-                    let nonce = self.nonce_of(r, &voter.public_key());
+                    let nonce = self.latest_nonce(&voter.public_key());
                     if let Ok(tx) = workload::vote_yes(&voter, 0, nonce) {
                         let f = self.clients.add(voter.public_key(), &tx, self.now);
                         self.submit(&f.bytes, false);
@@ -1474,6 +1782,14 @@ impl Sim {
                 self.violation("liveness-spare", detail);
             }
         }
+    }
+}
+
+/// Adds `id` to a bounded set of block ids.
+fn remember(set: &mut BTreeSet<Hash>, id: Hash) {
+    set.insert(id);
+    while set.len() > byzantine::FORK_BLOCKS_MAX {
+        set.pop_first();
     }
 }
 
