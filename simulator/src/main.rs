@@ -37,7 +37,7 @@ struct RunArgs {
     validators: usize,
     /// A number of Byzantine validators (behaviours drawn from the seed) or
     /// a comma-separated list of behaviours: equivocate, double-vote,
-    /// withhold, forge, replay, invalid-txs, split-brain.
+    /// withhold, forge, replay, invalid-txs, split-brain, stale-qc.
     #[arg(long, default_value = "")]
     byzantine: String,
     /// Comma-separated fault classes, or `all`: loss, duplicate, reorder,
