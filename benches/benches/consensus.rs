@@ -10,6 +10,10 @@ use commons_consensus::{Config, Destination, Input, Message, Millis, Replica, Re
 use commons_types::{ChainId, Hash, PublicKey, SecretKey, Validator, ValidatorSet};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
+/// The node's allocator (see `node/src/main.rs`), so figures are the node's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BLOCKS: usize = 20;
 const LATENCY_MS: u64 = 5;
 

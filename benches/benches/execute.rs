@@ -1,6 +1,9 @@
 //! Block execution on the memory store: 10,000-transaction blocks of
 //! transfers and of settlements (signatures verified, then skipped as if the
-//! mempool had verified them), and mempool admission of 10,000 settlements.
+//! mempool had verified them), and mempool admission of 10,000 settlements;
+//! beside them, `ceiling_verify_only_10k`: the block's 20,000 signatures
+//! batch-verified on all cores and nothing else, the ceiling that settlement
+//! execution with verification is measured against.
 //! Each measured block is a real next block of one ledger: state root,
 //! receipts and receipt root included.
 
@@ -11,10 +14,15 @@ use commons_state_machine::Mempool;
 use commons_state_machine::ledger::{
     Genesis, GenesisAccount, GenesisValidator, Ledger, NoneVerified, PreparedTx, VerifiedTxs,
 };
+use commons_types::batch::{self, VerifyItem};
 use commons_types::tx::{SignedTx, pb};
 use commons_types::{ChainId, Hash, SecretKey};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
+
+/// The node's allocator (see `node/src/main.rs`), so figures are the node's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const N: usize = 10_000;
 const CHAIN: &str = "bench-chain";
@@ -171,6 +179,21 @@ fn execute(c: &mut Criterion) {
     let mut l = ledger(&p);
     group.bench_function("transfers_10k", |b| {
         b.iter_custom(|iters| run_blocks(&mut l, iters, &NoneVerified, &|n| transfers(&p, n)))
+    });
+    // The ceiling the issue measures execution against, in the same run:
+    // the 20,000 signatures of a settlement block, batch-verified in
+    // parallel on all cores and nothing else, as settlements per second.
+    let block = settlements(&p, 0);
+    let chain = ChainId::new(CHAIN).expect("chain id");
+    let signed: Vec<Vec<u8>> = block.iter().map(|t| t.tx.signed_bytes(&chain)).collect();
+    let items: Vec<VerifyItem<'_>> = block
+        .iter()
+        .zip(&signed)
+        .flat_map(|(t, signed)| t.tx.verify_items(signed))
+        .collect();
+    assert_eq!(items.len(), 2 * N);
+    group.bench_function("ceiling_verify_only_10k", |b| {
+        b.iter(|| assert!(batch::verify_all(black_box(&items)).iter().all(|ok| *ok)))
     });
     let mut l = ledger(&p);
     group.bench_function("settlements_10k_verify", |b| {

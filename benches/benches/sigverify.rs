@@ -8,6 +8,10 @@ use commons_types::batch::{self, VerifyItem};
 use commons_types::{ChainId, Domain, PublicKey, SecretKey, Signature, signing_bytes};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+/// The node's allocator (see `node/src/main.rs`), so figures are the node's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const N: usize = 4096;
 
 struct Corpus {

@@ -29,6 +29,10 @@ use criterion::{BatchSize, Criterion, SamplingMode, Throughput, criterion_group,
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
+/// The node's allocator (see `node/src/main.rs`), so figures are the node's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PREFILL_KEYS: u64 = 1_000_000;
 const PREFILL_CHUNK: u64 = 100_000;
 const VALUE_BYTES: usize = 64;

@@ -17,6 +17,11 @@ use commons_node::devnet::{self, DevnetNode, DevnetOptions, InitOptions};
 use commons_types::PublicKey;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc, not the system allocator: the state tree allocates and frees
+/// many small nodes per block, across threads (ARCHITECTURE.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "commons-node", version, about = "The Commons validator node")]
 struct Cli {

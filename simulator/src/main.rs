@@ -11,6 +11,10 @@ use commons_simulator::{Behaviour, Fault, Options, Report, run};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
+/// The node's allocator (see `node/src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "commons-sim",

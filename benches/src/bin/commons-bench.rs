@@ -16,6 +16,10 @@ use clap::Parser;
 use commons_benches::load::{self, LoadOptions};
 use commons_types::ChainId;
 
+/// The node's allocator (see `node/src/main.rs`), so figures are the node's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "commons-bench",
