@@ -17,11 +17,11 @@ use commons_proto::v1 as api;
 use commons_proto::v1::query_client::QueryClient;
 use commons_proto::v1::tx_client::TxClient;
 use commons_state_machine::executed_txs;
-use commons_state_machine::ledger::api::{account_pb, lease_pb, settlement_pb};
+use commons_state_machine::ledger::api::{account_from_pb, account_pb, lease_pb, settlement_pb};
 use commons_state_machine::ledger::gov::{decode_vote, gkey};
 use commons_state_machine::ledger::params::decode_set;
 use commons_state_machine::ledger::state::key;
-use commons_state_machine::ledger::{Account, Lease, Resource, Settlement, Unbonding};
+use commons_state_machine::ledger::{Account, Lease, Resource, Settlement};
 use commons_types::codec::Reader;
 use commons_types::tx::SignedTx;
 use commons_types::{Hash, Height, PublicKey, ValidatorSet};
@@ -197,7 +197,7 @@ impl Client {
             .await?;
         if !self.verify {
             return Ok(Checked {
-                value: r.account.as_ref().map(account_of_pb),
+                value: r.account.as_ref().map(account_from_pb),
                 root,
             });
         }
@@ -827,24 +827,6 @@ fn tally_pb(t: &TallyCounts) -> api::Tally {
         no: t.no,
         abstain: t.abstain,
         no_with_veto: t.no_with_veto,
-    }
-}
-
-fn account_of_pb(a: &api::Account) -> Account {
-    Account {
-        balance: a.balance,
-        nonce: a.nonce,
-        bonded: a.bonded,
-        unbonding: a
-            .unbonding
-            .iter()
-            .map(|u| Unbonding {
-                release: Height(u.release_height),
-                amount: u.amount,
-            })
-            .collect(),
-        excluded: a.excluded,
-        jailed: a.jailed,
     }
 }
 

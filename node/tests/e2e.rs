@@ -80,16 +80,8 @@ async fn settlements_commit_and_verify_with_proofs_body() {
 
     // Each commits (WaitCommitted on another validator: gossip + consensus).
     let other = connect(&cluster.endpoint(2), Duration::from_secs(10)).await;
-    let mut tx_other = api::tx_client::TxClient::new(other.clone());
     for tx in &txs {
-        let status = tx_other
-            .wait_committed(api::WaitCommittedRequest {
-                tx_id: tx_id(tx).into(),
-                timeout_ms: 30_000,
-            })
-            .await
-            .expect("WaitCommitted")
-            .into_inner();
+        let status = wait_committed(&other, tx).await;
         assert_eq!(
             status.state,
             api::TxState::Committed as i32,
@@ -1011,22 +1003,9 @@ async fn leases_and_blocks_are_queryable_with_proofs_body() {
     assert_eq!((lease.escrow, lease.claimed), (997_000, 3_000));
     // The provider's balance, with proof: the claim minus both fees.
     let expected = DEVNET_DEMO_BALANCE + 3_000 - claimed.fee - refused.fee;
-    let provider_key = provider.public_key();
-    let account = eventually(Duration::from_secs(10), || {
-        let mut q = q.clone();
-        async move {
-            let r = q
-                .get_account(api::AccountRequest {
-                    account: provider_key.0.to_vec().into(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            (r.account.as_ref()?.nonce == 2).then_some(r)
-        }
-    })
-    .await
-    .expect("provider account never certified");
+    let account = account_at_nonce(&q, &provider.public_key(), 2)
+        .await
+        .expect("provider account never certified");
     verify_state_proof(chain, &set, account.proof.as_ref().unwrap());
     assert_eq!(account.account.unwrap().balance, expected);
 
@@ -1042,22 +1021,9 @@ async fn leases_and_blocks_are_queryable_with_proofs_body() {
     assert_eq!(closed.code, 0, "CloseLease failed: {}", closed.message);
     let r = lease_when(|r| r.lease.is_none()).await;
     verify_state_proof(chain, &set, r.proof.as_ref().unwrap());
-    let buyer_key = buyer.public_key();
-    let buyer_account = eventually(Duration::from_secs(10), || {
-        let mut q = q.clone();
-        async move {
-            let r = q
-                .get_account(api::AccountRequest {
-                    account: buyer_key.0.to_vec().into(),
-                })
-                .await
-                .unwrap()
-                .into_inner();
-            (r.account.as_ref()?.nonce == 2).then_some(r)
-        }
-    })
-    .await
-    .expect("buyer account never certified");
+    let buyer_account = account_at_nonce(&q, &buyer.public_key(), 2)
+        .await
+        .expect("buyer account never certified");
     verify_state_proof(chain, &set, buyer_account.proof.as_ref().unwrap());
     assert_eq!(
         buyer_account.account.unwrap().balance,
@@ -1139,4 +1105,27 @@ async fn leases_and_blocks_are_queryable_with_proofs_body() {
     assert_eq!(certified.state_root().0.to_vec(), c.state_root.to_vec());
     verify_qc(chain, &set, &qc);
     assert!(c.block_height <= latest.height);
+}
+
+/// The account `key` with its proof, once `q`'s node serves it with nonce
+/// `nonce` (10 s at most).
+async fn account_at_nonce(
+    q: &api::query_client::QueryClient<tonic::transport::Channel>,
+    key: &commons_types::PublicKey,
+    nonce: u64,
+) -> Option<api::AccountResponse> {
+    eventually(Duration::from_secs(10), || {
+        let mut q = q.clone();
+        async move {
+            let r = q
+                .get_account(api::AccountRequest {
+                    account: key.0.to_vec().into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            (r.account.as_ref()?.nonce == nonce).then_some(r)
+        }
+    })
+    .await
 }

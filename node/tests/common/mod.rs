@@ -401,14 +401,7 @@ pub fn signed_with_fee(
 pub async fn submit_and_wait(channel: &Channel, tx: &pb::SignedTx) -> api::Receipt {
     let mut client = api::tx_client::TxClient::new(channel.clone());
     client.submit(tx.clone()).await.expect("Submit");
-    let status = client
-        .wait_committed(api::WaitCommittedRequest {
-            tx_id: tx_id(tx).into(),
-            timeout_ms: 30_000,
-        })
-        .await
-        .expect("WaitCommitted")
-        .into_inner();
+    let status = wait_committed(channel, tx).await;
     assert_eq!(
         status.state,
         api::TxState::Committed as i32,
@@ -418,15 +411,31 @@ pub async fn submit_and_wait(channel: &Channel, tx: &pb::SignedTx) -> api::Recei
     status.receipt.expect("receipt")
 }
 
-/// `(block id, state root after it)` of committed height `h` on `channel`'s
-/// node.
-pub async fn block_at(channel: &Channel, h: u64) -> (Vec<u8>, Vec<u8>) {
-    let mut q = api::query_client::QueryClient::new(channel.clone());
-    let b = q
+/// `channel`'s node's answer to `WaitCommitted` for `tx` (30 s at most).
+pub async fn wait_committed(channel: &Channel, tx: &pb::SignedTx) -> api::TxStatus {
+    api::tx_client::TxClient::new(channel.clone())
+        .wait_committed(api::WaitCommittedRequest {
+            tx_id: tx_id(tx).into(),
+            timeout_ms: 30_000,
+        })
+        .await
+        .expect("WaitCommitted")
+        .into_inner()
+}
+
+/// Committed block `h` as `channel`'s node serves it.
+async fn get_block(channel: &Channel, h: u64) -> api::BlockResponse {
+    api::query_client::QueryClient::new(channel.clone())
         .get_block(api::BlockRequest { height: h })
         .await
         .expect("GetBlock")
-        .into_inner();
+        .into_inner()
+}
+
+/// `(block id, state root after it)` of committed height `h` on `channel`'s
+/// node.
+pub async fn block_at(channel: &Channel, h: u64) -> (Vec<u8>, Vec<u8>) {
+    let b = get_block(channel, h).await;
     (b.block_id.to_vec(), b.state_root_after.to_vec())
 }
 
@@ -434,12 +443,7 @@ pub async fn block_at(channel: &Channel, h: u64) -> (Vec<u8>, Vec<u8>) {
 /// epoch's last block has none: the next epoch's first block carries the
 /// signature-less root QC).
 pub async fn certificate_of(channel: &Channel, h: u64) -> Option<QuorumCert> {
-    let mut q = api::query_client::QueryClient::new(channel.clone());
-    let b = q
-        .get_block(api::BlockRequest { height: h })
-        .await
-        .expect("GetBlock")
-        .into_inner();
+    let b = get_block(channel, h).await;
     if b.qc.is_empty() {
         return None;
     }

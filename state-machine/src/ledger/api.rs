@@ -5,7 +5,9 @@
 
 use commons_types::tx::pb;
 
-use super::state::{Account, Lease, Settlement};
+use commons_types::Height;
+
+use super::state::{Account, Lease, Settlement, Unbonding};
 
 pub fn account_pb(a: &Account) -> pb::Account {
     pb::Account {
@@ -17,6 +19,25 @@ pub fn account_pb(a: &Account) -> pb::Account {
             .iter()
             .map(|u| pb::Unbonding {
                 release_height: u.release.0,
+                amount: u.amount,
+            })
+            .collect(),
+        excluded: a.excluded,
+        jailed: a.jailed,
+    }
+}
+
+/// The inverse of [`account_pb`]: the record an answer's account stands for.
+pub fn account_from_pb(a: &pb::Account) -> Account {
+    Account {
+        balance: a.balance,
+        nonce: a.nonce,
+        bonded: a.bonded,
+        unbonding: a
+            .unbonding
+            .iter()
+            .map(|u| Unbonding {
+                release: Height(u.release_height),
                 amount: u.amount,
             })
             .collect(),
