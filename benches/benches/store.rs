@@ -78,6 +78,7 @@ fn raw_options(config: &StoreConfig) -> rocksdb::Options {
     let mut options = rocksdb::Options::default();
     options.create_if_missing(true);
     options.set_max_background_jobs(2);
+    options.set_allow_concurrent_memtable_write(false);
     let cache = rocksdb::Cache::new_lru_cache(config.rocksdb_block_cache_bytes);
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_block_cache(&cache);

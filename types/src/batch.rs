@@ -2,13 +2,14 @@
 //! exactly which items are bad.
 //!
 //! The items are cut into chunks of [`limits::BATCH_CHUNK_MIN`] to
-//! [`limits::BATCH_CHUNK_MAX`] signatures, aiming at several chunks per core so
+//! [`limits::BATCH_CHUNK_MAX`] signatures, aiming at eight chunks per core so
 //! that rayon's work stealing evens out a chunk that turns out to need
 //! bisection. Each chunk is verified as one batch. When a batch fails, it is
-//! split in two; the left half is batch-verified, and if it passes, the right
-//! half is known to hold a bad item and is split again without being verified
-//! as a whole. Below [`limits::BISECT_LEAF`] items, each is checked on its own.
-//! One forged signature therefore costs about one extra chunk's work, not a
+//! cut into [`limits::BISECT_FANOUT`] parts that are batch-verified as tasks of
+//! their own, so the other cores help with the search instead of waiting for
+//! it; only the parts that fail are cut again. Below [`limits::BISECT_LEAF`]
+//! items, each is checked on its own. One forged signature therefore costs
+//! about one extra chunk's work, shared among the cores, not a
 //! re-verification of the whole batch one by one.
 //!
 //! Batch verification draws random 128-bit coefficients from a ChaCha20
@@ -42,7 +43,7 @@ pub fn verify_all(items: &[VerifyItem<'_>]) -> Vec<bool> {
     results
         .par_chunks_mut(chunk)
         .zip(items.par_chunks(chunk))
-        .for_each(|(out, items)| verify_chunk(items, out));
+        .for_each(|(out, items)| verify_chunk(items, out, Threads::All));
     results
 }
 
@@ -52,7 +53,7 @@ pub fn verify_all_one_thread(items: &[VerifyItem<'_>]) -> Vec<bool> {
     let mut results = vec![false; items.len()];
     let chunk = chunk_len(items.len(), rayon::current_num_threads());
     for (out, items) in results.chunks_mut(chunk).zip(items.chunks(chunk)) {
-        verify_chunk(items, out);
+        verify_chunk(items, out, Threads::One);
     }
     results
 }
@@ -81,9 +82,9 @@ pub fn verify_all_ok(items: &[VerifyItem<'_>]) -> bool {
 }
 
 fn chunk_len(n: usize, threads: usize) -> usize {
-    // Four chunks per thread lets work stealing absorb one chunk that needs
+    // Eight chunks per thread lets work stealing absorb one chunk that needs
     // bisection; the bounds keep batches efficient and bisection cheap.
-    let per_chunk = n.div_ceil(threads.max(1) * 4);
+    let per_chunk = n.div_ceil(threads.max(1) * 8);
     per_chunk.clamp(limits::BATCH_CHUNK_MIN, limits::BATCH_CHUNK_MAX)
 }
 
@@ -95,18 +96,26 @@ fn prepare(item: &VerifyItem<'_>) -> batch::Item {
     ))
 }
 
-fn verify_chunk(items: &[VerifyItem<'_>], out: &mut [bool]) {
+/// Whether a failing batch is searched with the help of rayon's pool, or on
+/// the calling thread alone (the one-thread baseline).
+#[derive(Clone, Copy)]
+enum Threads {
+    All,
+    One,
+}
+
+fn verify_chunk(items: &[VerifyItem<'_>], out: &mut [bool], threads: Threads) {
     assert_eq!(items.len(), out.len());
     let prepared: Vec<batch::Item> = items.iter().map(prepare).collect();
     if batch_ok(&prepared) {
         out.fill(true);
     } else {
-        bisect_failing(&prepared, out);
+        bisect_failing(&prepared, out, threads);
     }
 }
 
 /// `items` is known to hold at least one bad signature (its batch failed).
-fn bisect_failing(items: &[batch::Item], out: &mut [bool]) {
+fn bisect_failing(items: &[batch::Item], out: &mut [bool], threads: Threads) {
     assert_eq!(items.len(), out.len());
     if items.len() <= limits::BISECT_LEAF {
         for (item, result) in items.iter().zip(out.iter_mut()) {
@@ -114,20 +123,26 @@ fn bisect_failing(items: &[batch::Item], out: &mut [bool]) {
         }
         return;
     }
-    let mid = items.len() / 2;
-    let (left, right) = items.split_at(mid);
-    let (out_left, out_right) = out.split_at_mut(mid);
-    if batch_ok(left) {
-        out_left.fill(true);
-        // The whole failed and the left half passed: the bad item is on the right.
-        bisect_failing(right, out_right);
-    } else {
-        bisect_failing(left, out_left);
-        if batch_ok(right) {
-            out_right.fill(true);
+    let part = items
+        .len()
+        .div_ceil(limits::BISECT_FANOUT)
+        .max(limits::BISECT_LEAF);
+    let search = |(out, items): (&mut [bool], &[batch::Item])| {
+        if batch_ok(items) {
+            out.fill(true);
         } else {
-            bisect_failing(right, out_right);
+            bisect_failing(items, out, threads);
         }
+    };
+    match threads {
+        Threads::All => out
+            .par_chunks_mut(part)
+            .zip(items.par_chunks(part))
+            .for_each(search),
+        Threads::One => out
+            .chunks_mut(part)
+            .zip(items.chunks(part))
+            .for_each(search),
     }
 }
 
@@ -198,7 +213,8 @@ mod tests {
     #[test]
     fn chunks_stay_within_bounds() {
         assert_eq!(chunk_len(0, 2), limits::BATCH_CHUNK_MIN);
-        assert_eq!(chunk_len(4096, 2), limits::BATCH_CHUNK_MAX);
+        assert_eq!(chunk_len(4096, 2), 256);
+        assert_eq!(chunk_len(8192, 2), limits::BATCH_CHUNK_MAX);
         assert_eq!(chunk_len(1_000_000, 2), limits::BATCH_CHUNK_MAX);
         assert_eq!(chunk_len(100, 64), limits::BATCH_CHUNK_MIN);
     }

@@ -37,6 +37,12 @@ pub const BATCH_CHUNK_MIN: usize = 64;
 /// verify than an honest one.
 pub const BATCH_CHUNK_MAX: usize = 512;
 
+/// A failing batch is cut into this many parts, batch-verified in parallel;
+/// only the failing parts are searched further. Four parts cost little more
+/// work than halving (which can skip the second half when the first passes)
+/// and let the other cores share the search.
+pub const BISECT_FANOUT: usize = 4;
+
 /// Below this many items, a failing sub-batch is checked item by item rather
 /// than bisected further: a batch of fewer than four signatures costs about as
 /// much as checking them one at a time.
@@ -44,5 +50,6 @@ pub const BISECT_LEAF: usize = 4;
 
 const _: () = assert!(BATCH_CHUNK_MIN <= BATCH_CHUNK_MAX);
 const _: () = assert!(BISECT_LEAF >= 1);
+const _: () = assert!(BISECT_FANOUT >= 2);
 const _: () = assert!(MAX_VALIDATORS as u64 <= u16::MAX as u64);
 const _: () = assert!(MAX_TOTAL_POWER.checked_mul(3).is_some());
