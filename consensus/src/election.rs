@@ -13,6 +13,9 @@
 //!   carries;
 //! - a validator has *failed* if, in that window, a committed block carries
 //!   a TC for the round before it and the validator was that round's leader;
+//! - until the active validators of the window hold a quorum of the power
+//!   (the first block of an epoch carries the signature-less root QC, so
+//!   alone it names only its proposer), every validator counts as active;
 //! - eligible = active minus failed; if that has no power (start of an epoch),
 //!   every validator is eligible.
 //!
@@ -131,15 +134,25 @@ impl LeaderElection {
                 *slot = true;
             }
         }
+        let power_of = |flags: &[bool]| -> u64 {
+            set.validators()
+                .iter()
+                .zip(flags)
+                .filter(|(_, f)| **f)
+                .map(|(v, _)| v.power)
+                .sum()
+        };
+        if !set.is_quorum(power_of(&active)) {
+            // A window this young has not yet shown a quorum signing (the
+            // first block of an epoch carries the signature-less root QC, so
+            // it alone names only its proposer active). Judging liveness
+            // from it would make one validator the only leader until the
+            // next commit: count everyone active until the window has seen
+            // a quorum.
+            active = vec![true; set.len()];
+        }
         let eligible: Vec<bool> = active.iter().zip(&failed).map(|(a, f)| *a && !*f).collect();
-        let power: u64 = set
-            .validators()
-            .iter()
-            .zip(&eligible)
-            .filter(|(_, e)| **e)
-            .map(|(v, _)| v.power)
-            .sum();
-        if power > 0 {
+        if power_of(&eligible) > 0 {
             self.snapshots.push_back((block.round(), eligible));
         } else {
             self.snapshots
@@ -148,5 +161,61 @@ impl LeaderElection {
         while self.snapshots.len() > limits::MAX_COMMITTED_WINDOW {
             self.snapshots.pop_front();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use commons_types::{ChainId, Height, SecretKey, Validator};
+
+    use super::*;
+    use crate::message::{BlockFields, QuorumCert, RootBlock};
+
+    fn set_of(n: usize) -> ValidatorSet {
+        let validators = (0..n)
+            .map(|i| {
+                let mut seed = [7u8; 32];
+                seed[0] = i as u8;
+                Validator {
+                    public_key: SecretKey::from_seed(seed).public_key(),
+                    power: 10,
+                }
+            })
+            .collect();
+        ValidatorSet::new(validators).unwrap()
+    }
+
+    #[test]
+    fn the_first_block_of_an_epoch_does_not_make_its_proposer_the_only_leader() {
+        // Regression (simulator seeds 325, 1312): the first committed block
+        // carries the root QC, which has no signers, so its window named
+        // only its proposer active and that proposer led every round whose
+        // reputation came from it; a failed round was then blamed on it
+        // instead of on the leader the replicas had really waited for.
+        let set = set_of(4);
+        let chain = ChainId::new("election-test").unwrap();
+        let root = RootBlock::genesis(&chain, set.hash(), Hash::ZERO, 0);
+        let first = Block::new(BlockFields {
+            epoch: Epoch::ZERO,
+            round: Round(1),
+            height: Height(1),
+            proposer: ValidatorIndex(2),
+            timestamp_ms: 1,
+            state_root: Hash::ZERO,
+            justify: QuorumCert::root(Epoch::ZERO, &root),
+            timeout_cert: None,
+            payload: Vec::new(),
+        });
+        let mut election = LeaderElection::new(Epoch::ZERO);
+        election.on_commit(&set, &first);
+        let from = 1 + limits::REPUTATION_LAG_ROUNDS;
+        assert_eq!(election.eligible_for(Round(from)), Some(&vec![true; 4]));
+        let leaders: BTreeSet<ValidatorIndex> = (from..from + 64)
+            .map(|r| election.leader(&set, Round(r)))
+            .collect();
+        assert_eq!(leaders.len(), 4, "every validator leads some round");
     }
 }

@@ -65,6 +65,14 @@
 //!   block (the hash chain is the verification). A replica more than
 //!   [`limits::SYNC_ANCESTORS_GAP_MAX`] heights behind fetches committed
 //!   ranges, each ending with the QC that commits its last block.
+//! - Commit probes: replicas one commit apart may compute different leaders
+//!   (reputation comes from the committed chain) and split the power so
+//!   that no QC forms, and with it no commit that would reconcile them. So
+//!   a replica asks a peer for the committed range above its root when it
+//!   gets a proposal from a validator it does not take for the leader, and
+//!   on each round timeout (the next peer in turn); a replica asked for a
+//!   range starting above its own root + 1 learns the asker is ahead and
+//!   asks it back. One request at a time, at most one per sync retry period.
 //! - Epochs: epoch e ends at the committed block of height
 //!   `root(e).height + epoch_length_blocks`. Committing it stops the rounds
 //!   and asks the application for the next set ([`Request::NeedValidatorSet`],

@@ -235,6 +235,9 @@ struct SyncState {
     /// named another leader than this replica computes (see
     /// `probe_commits`), and when it was sent.
     probe: Option<(PublicKey, Millis)>,
+    /// The peer the last round timeout probed (see `local_timeout`); the
+    /// next timeout probes the one after it.
+    timeout_probe: Option<PublicKey>,
     /// Highest height a verified QC has shown to exist.
     target_height: Height,
     orphans: BTreeMap<Hash, Orphan>,
@@ -748,6 +751,7 @@ impl Replica {
     fn local_timeout(&mut self) {
         let round = self.round;
         self.round_deadline = Some(self.now.plus(self.round_timeout_ms()));
+        self.probe_on_timeout();
         let Some(me) = self.me else { return };
         // Timed out already in this round (possibly before a restart):
         // resend the same timeout, never a different one.
@@ -1753,8 +1757,9 @@ impl Replica {
     /// since no new QC forms. A signed proposal from a validator this
     /// replica does not take for the leader is the sign: ask that proposer
     /// once for the committed blocks above this replica's root. A proposer
-    /// that is not ahead has no such range and does not answer; at most one
-    /// probe per sync retry period.
+    /// that is not ahead has no such range and does not answer, but learns
+    /// from the request that this replica is ahead and probes it back
+    /// (`note_requester_ahead`); at most one probe per sync retry period.
     fn probe_commits(&mut self, peer: PublicKey) {
         let retry = self.config.sync_retry_ms;
         if peer == self.public_key
@@ -1768,7 +1773,7 @@ impl Replica {
         }
         self.sync.probe = Some((peer, self.now));
         let from_height = self.tree.root().height.next();
-        debug!(height = from_height.0, "probing a proposer for commits");
+        debug!(height = from_height.0, "probing a peer for commits");
         self.send(
             Destination::To(peer),
             Message::SyncRequest(SyncRequest::Committed {
@@ -1776,6 +1781,43 @@ impl Replica {
                 from_height,
             }),
         );
+    }
+
+    /// A failed round may be a split on leaders (see `probe_commits`) in
+    /// which no validator proposes at all: the leader each side computes
+    /// takes another for the leader. Nothing then shows who is ahead, so
+    /// each timeout probes the next peer in turn for commits above this
+    /// replica's root. A peer ahead answers; a peer behind learns from the
+    /// request that this replica is ahead and probes it back
+    /// (`note_requester_ahead`); a peer at the same height has nothing to
+    /// say. One small request per timed-out round, and within `n - 1`
+    /// failed rounds every pair of replicas has compared commits.
+    fn probe_on_timeout(&mut self) {
+        let after = self.sync.timeout_probe.unwrap_or(self.public_key);
+        let Some(peer) = self.next_peer(&after) else {
+            return;
+        };
+        self.sync.timeout_probe = Some(peer);
+        self.probe_commits(peer);
+    }
+
+    /// The other half of [`Replica::probe_commits`]: a committed-range
+    /// request of this epoch that starts above `root + 1` shows that its
+    /// sender committed beyond this replica's root. When the replicas
+    /// that are behind are the ones proposing (their leader is not the one
+    /// the replicas ahead compute), only the replicas ahead probe, and they
+    /// probe a proposer that has nothing to give; without this the replicas
+    /// behind never learn the commit that would make them agree on leaders
+    /// again (simulator seed 1351). The answer is a one-shot probe back,
+    /// rate-limited like any probe, so a peer lying about its height costs
+    /// one request per sync retry period and is never retried.
+    fn note_requester_ahead(&mut self, from: PublicKey, epoch: Epoch, from_height: Height) {
+        if self.awaiting_epoch.is_none()
+            && epoch == self.epoch
+            && from_height > self.tree.root().height.next()
+        {
+            self.probe_commits(from);
+        }
     }
 
     fn start_committed_sync(&mut self, peer: PublicKey) {
@@ -1804,6 +1846,7 @@ impl Replica {
                 SyncResponse::Ancestors { blocks }
             }
             SyncRequest::Committed { epoch, from_height } => {
+                self.note_requester_ahead(from, epoch, from_height);
                 let Some((blocks, commit_qc)) = self.tree.committed_range(epoch, from_height)
                 else {
                     return Err(Reject::Unexpected {

@@ -868,6 +868,142 @@ fn a_proposal_from_another_leader_than_expected_probes_its_proposer_for_commits(
 }
 
 #[test]
+fn a_committed_range_request_from_a_replica_ahead_probes_it_back() {
+    // Regression (simulator seed 1351): replicas one commit apart split the
+    // power so that neither side forms a QC. The replicas behind propose
+    // (their leader is not the one computed ahead), so only the replicas
+    // ahead probe, and they probe a proposer that has nothing above their
+    // root. The request itself says the requester committed further: the
+    // replica behind asks it back once, and takes the answer.
+    let mut fx = Fixture::new(config(), |leader, me| (1..=3).all(|r| leader(r) != me));
+    let q = fx.quorum();
+    let ahead = (0..fx.n()).find(|v| *v != fx.me).unwrap();
+    let b1 = fx.block(1, &fx.genesis_qc.clone(), None, b"one");
+    let qc1 = fx.qc(&b1.block, &q);
+    let b2 = fx.block(2, &qc1, None, b"two");
+    let qc2 = fx.qc(&b2.block, &q);
+    let b3 = fx.block(3, &qc2, None, b"three");
+    let qc3 = fx.qc(&b3.block, &q);
+    let peer = fx.from(ahead);
+    let (id1, id2) = (b1.block.id(), b2.block.id());
+    let probe_from = |height: u64| {
+        Message::SyncRequest(SyncRequest::Committed {
+            epoch: Epoch(0),
+            from_height: commons_types::Height(height),
+        })
+    };
+    let asks_back = move |ready: &Ready| {
+        ready.messages.iter().any(|m| {
+            m.to == Destination::To(peer)
+                && matches!(m.message, Message::SyncRequest(SyncRequest::Committed { from_height, .. }) if from_height.0 == 1)
+        })
+    };
+    let range = Message::SyncResponse(SyncResponse::Committed {
+        blocks: vec![b1.block.clone(), b2.block.clone()],
+        commit_qc: qc3,
+    });
+    let steps = vec![
+        step(
+            "a peer at the same committed height asks from height 1: nothing to learn",
+            fx.msg(ahead, probe_from(1)),
+            move |res, ready, _| {
+                assert!(matches!(res, Err(Reject::Unexpected { .. })), "{res:?}");
+                assert!(!asks_back(ready), "{:?}", ready.messages);
+            },
+        ),
+        step(
+            "a peer asks from height 3: it committed height 2, this replica has nothing",
+            fx.msg(ahead, probe_from(3)),
+            move |res, ready, _| {
+                assert!(matches!(res, Err(Reject::Unexpected { .. })), "{res:?}");
+                assert!(
+                    asks_back(ready),
+                    "asks the requester back: {:?}",
+                    ready.messages
+                );
+            },
+        ),
+        step(
+            "the peer answers with its committed range",
+            fx.msg(ahead, range.clone()),
+            move |res, ready, rep| {
+                assert_eq!(res, &Ok(()));
+                let committed: Vec<Hash> = ready.committed.iter().map(Block::id).collect();
+                assert_eq!(committed, vec![id1, id2]);
+                assert_eq!(rep.committed_id(), id2);
+            },
+        ),
+        step(
+            "the same answer again was not asked for",
+            fx.msg(ahead, range),
+            |res, _, _| {
+                assert_eq!(
+                    res,
+                    &Err(Reject::Unsolicited {
+                        what: "committed range"
+                    })
+                );
+            },
+        ),
+    ];
+    fx.run(steps);
+}
+
+#[test]
+fn each_round_timeout_probes_the_next_peer_for_commits() {
+    // Regression (simulator seed 1351): with the replicas split on leaders
+    // no validator may propose at all, so no wrong-leader proposal shows
+    // who is ahead. Every timeout asks the next peer in turn for commits
+    // above the root, and an answer from the peer asked last is taken.
+    let mut fx = Fixture::new(config(), |leader, me| (1..=3).all(|r| leader(r) != me));
+    let q = fx.quorum();
+    let b1 = fx.block(1, &fx.genesis_qc.clone(), None, b"one");
+    let qc1 = fx.qc(&b1.block, &q);
+    let b2 = fx.block(2, &qc1, None, b"two");
+    let qc2 = fx.qc(&b2.block, &q);
+    let b3 = fx.block(3, &qc2, None, b"three");
+    let qc3 = fx.qc(&b3.block, &q);
+    let (id1, id2) = (b1.block.id(), b2.block.id());
+    let probed = |ready: &Ready| -> Vec<commons_types::PublicKey> {
+        ready
+            .messages
+            .iter()
+            .filter_map(|m| match (&m.to, &m.message) {
+                (
+                    Destination::To(k),
+                    Message::SyncRequest(SyncRequest::Committed { from_height, .. }),
+                ) if from_height.0 == 1 => Some(*k),
+                _ => None,
+            })
+            .collect()
+    };
+    fx.now = fx.replica.poll_deadline().unwrap();
+    let (res, first) = fx.feed(Input::Tick);
+    res.unwrap();
+    let first = probed(&first);
+    assert_eq!(first.len(), 1, "one probe per timeout");
+    // Past the sync retry period and the next (re-sent) timeout.
+    fx.now = fx.now.plus(1_000);
+    let (res, second) = fx.feed(Input::Tick);
+    res.unwrap();
+    let second = probed(&second);
+    assert_eq!(second.len(), 1, "one probe per timeout");
+    assert_ne!(first, second, "the next timeout asks the next peer");
+    let me = fx.from(fx.me);
+    assert!(first[0] != me && second[0] != me);
+    let answering = (0..fx.n()).find(|i| fx.from(*i) == second[0]).unwrap();
+    let range = Message::SyncResponse(SyncResponse::Committed {
+        blocks: vec![b1.block.clone(), b2.block.clone()],
+        commit_qc: qc3,
+    });
+    let (res, ready) = fx.feed(fx.msg(answering, range));
+    assert_eq!(res, Ok(()));
+    let committed: Vec<Hash> = ready.committed.iter().map(Block::id).collect();
+    assert_eq!(committed, vec![id1, id2]);
+    assert_eq!(fx.replica.committed_id(), id2);
+}
+
+#[test]
 fn an_epoch_change_switches_the_validator_set_at_the_boundary() {
     let mut cfg = config();
     cfg.epoch_length_blocks = 2;
