@@ -30,6 +30,12 @@ pub const MAX_STORE_EXTRA_WRITES: usize = 1 << 20;
 /// above any block allowed by the consensus limits.
 pub const MAX_STORE_EXTRA_BYTES: usize = 64 << 20;
 
+/// Memory the store's cache of latest values may hold (keys, values and
+/// overhead): enough for the accounts of many full blocks (a settlement
+/// touches four or five entries of a few hundred bytes), small beside the
+/// tree's nodes, which cost about 80 bytes per key held.
+pub const LATEST_VALUES_CACHE_BYTES: usize = 64 << 20;
+
 /// Entries one `scan_extra` call returns at most, so a reader cannot make the
 /// store materialise a whole column family.
 pub const MAX_STORE_SCAN_ENTRIES: usize = 10_000;

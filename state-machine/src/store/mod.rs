@@ -87,6 +87,14 @@
 //! parts of an update compute independent subtrees that are joined in a
 //! fixed order.
 //!
+//! # Reads at the latest version
+//!
+//! Values read at the latest version are kept in a bounded cache by key
+//! (`LatestValues`), refreshed with the writes of each applied version, so
+//! the accounts a block touches are read without walking the tree. Nothing
+//! else reads it: proofs, older versions and the integrity check always go
+//! to the tree and the backend.
+//!
 //! # Concurrency
 //!
 //! Reads take `&self` and may run on several threads; [`MerkleStore::apply`]
@@ -102,7 +110,8 @@ mod tree;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -121,8 +130,8 @@ pub use tree::TreeCount as IntegrityReport;
 
 pub use crate::limits::MAX_RECONSTRUCT_VERSIONS;
 use crate::limits::{
-    MAX_COLUMN_FAMILY_NAME_BYTES, MAX_STORE_EXTRA_BYTES, MAX_STORE_EXTRA_WRITES,
-    MAX_STORE_KEY_BYTES, MAX_STORE_SCAN_ENTRIES, MAX_STORE_VALUE_BYTES,
+    LATEST_VALUES_CACHE_BYTES, MAX_COLUMN_FAMILY_NAME_BYTES, MAX_STORE_EXTRA_BYTES,
+    MAX_STORE_EXTRA_WRITES, MAX_STORE_KEY_BYTES, MAX_STORE_SCAN_ENTRIES, MAX_STORE_VALUE_BYTES,
     MAX_STORE_WRITES_PER_VERSION,
 };
 use proof::HASH_BYTES;
@@ -210,6 +219,75 @@ pub struct MerkleStore {
     pruner: Option<Pruner>,
     /// The error of the last inline prune after a write, if it failed.
     inline_prune_failure: Mutex<Option<String>>,
+    /// Values of the latest version by key, see [`LatestValues`].
+    latest_values: Mutex<LatestValues>,
+}
+
+/// Values of the latest version that were read recently, by key (`None`:
+/// read and absent), so the ledger's reads of the accounts a block touches
+/// skip the key hash, the walk down the tree, the backend lookup and the
+/// value hash check. Entries are only ever valid for the latest version:
+/// after each applied version, the keys it wrote are refreshed with their
+/// new values (keys not yet cached are not added, so applying writes costs
+/// nothing when nobody reads). Reads at older versions bypass it. Bounded
+/// by [`LATEST_VALUES_CACHE_BYTES`]: when full, it starts over empty.
+#[derive(Default)]
+struct LatestValues {
+    entries: HashMap<Vec<u8>, Option<Arc<[u8]>>>,
+    bytes: usize,
+}
+
+impl fmt::Debug for LatestValues {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LatestValues")
+            .field("entries", &self.entries.len())
+            .field("bytes", &self.bytes)
+            .finish()
+    }
+}
+
+impl LatestValues {
+    /// Bytes an entry is counted for: key, value and the map's overhead.
+    fn cost(key: &[u8], value: Option<&[u8]>) -> usize {
+        key.len() + value.map_or(0, <[u8]>::len) + 64
+    }
+
+    /// `Some(value)` if `key` is cached (`value` may be `None`: absent).
+    fn get(&self, key: &[u8]) -> Option<Option<Arc<[u8]>>> {
+        self.entries.get(key).cloned()
+    }
+
+    fn remember(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let cost = Self::cost(key, value);
+        if self.bytes.saturating_add(cost) > LATEST_VALUES_CACHE_BYTES {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        if let Some(old) = self.entries.insert(key.to_vec(), value.map(Arc::from)) {
+            self.bytes = self.bytes.saturating_sub(Self::cost(key, old.as_deref()));
+        }
+        self.bytes += cost;
+    }
+
+    /// After a version is written: its writes become the cached values of
+    /// the keys already cached.
+    fn refresh(&mut self, writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+        if self.entries.is_empty() {
+            return;
+        }
+        for (key, value) in writes {
+            if let Some(entry) = self.entries.get_mut(key.as_slice()) {
+                let old = Self::cost(key, entry.as_deref());
+                *entry = value.as_deref().map(Arc::from);
+                let new = Self::cost(key, value.as_deref());
+                self.bytes = self.bytes.saturating_sub(old).saturating_add(new);
+            }
+        }
+        if self.bytes > LATEST_VALUES_CACHE_BYTES {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+    }
 }
 
 /// A version's batch, built but not yet written.
@@ -322,6 +400,7 @@ impl MerkleStore {
             prune_lock: Arc::new(Mutex::new(())),
             pruner: None,
             inline_prune_failure: Mutex::new(None),
+            latest_values: Mutex::new(LatestValues::default()),
         };
         if let Some(version) = latest {
             let tree = store.load_latest_tree(version)?;
@@ -372,12 +451,20 @@ impl MerkleStore {
     /// The value of `key` at `version`, `None` if absent.
     pub fn get(&self, version: u64, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         check_key(key)?;
+        let latest = self.latest == Some(version);
+        if latest && let Some(value) = self.latest_values().get(key) {
+            return Ok(value.map(|value| value.to_vec()));
+        }
         let tree = self.tree_at(version)?;
         let key_hash = proof::key_hash(key);
-        match tree.get(&key_hash) {
-            Some(leaf) => Ok(Some(self.read_value(leaf)?)),
-            None => Ok(None),
+        let value = match tree.get(&key_hash) {
+            Some(leaf) => Some(self.read_value(leaf)?),
+            None => None,
+        };
+        if latest {
+            self.latest_values().remember(key, value.as_deref());
         }
+        Ok(value)
     }
 
     /// The value of `key` at `version` with a proof against
@@ -427,7 +514,9 @@ impl MerkleStore {
         extra: &[ExtraWrite],
     ) -> Result<Hash, StoreError> {
         let prepared = self.prepare(version, writes, extra)?;
-        self.commit(prepared)
+        let root = self.commit(prepared)?;
+        self.latest_values().refresh(writes);
+        Ok(root)
     }
 
     /// Writes `extra` alone, atomically, without a new version (e.g. the
@@ -635,6 +724,8 @@ impl MerkleStore {
             sync: self.config.sync,
             ..Batch::default()
         };
+        // `leaves` ops after all `values` ops: one run per column family.
+        let mut leaves = Batch::default();
         let mut stale = Vec::new();
         for (write, old) in hashed.iter().zip(&olds) {
             match (write.value, old) {
@@ -648,19 +739,20 @@ impl MerkleStore {
                         value_key(version, &write.key_hash),
                         value.to_vec(),
                     );
-                    batch.put(
+                    leaves.put(
                         Column::Leaves,
                         write.key_hash.to_vec(),
                         leaf_record(version, &value_hash),
                     );
                 }
-                (None, Some(_)) => batch.delete(Column::Leaves, write.key_hash.to_vec()),
+                (None, Some(_)) => leaves.delete(Column::Leaves, write.key_hash.to_vec()),
             }
             if let Some(old) = old {
                 stale.extend_from_slice(&old.value_version.to_be_bytes());
                 stale.extend_from_slice(&old.key_hash);
             }
         }
+        batch.ops.append(&mut leaves.ops);
 
         let oldest = match (self.latest, self.config.prune_window) {
             (None, _) => 0,
@@ -801,6 +893,14 @@ impl MerkleStore {
                 Ok(())
             }
         }
+    }
+
+    fn latest_values(&self) -> std::sync::MutexGuard<'_, LatestValues> {
+        // The cache holds no invariant a panicking holder could break
+        // halfway: every entry is a whole value of the latest version.
+        self.latest_values
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn latest_tree(&self) -> Tree {

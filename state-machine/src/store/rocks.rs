@@ -113,9 +113,26 @@ impl Backend for RocksBackend {
     }
 
     fn write(&self, batch: Batch) -> Result<(), StoreError> {
-        let mut rocks_batch = WriteBatch::default();
+        // RocksDB's record of an op: a tag, the column family id, two
+        // varint lengths, the key and the value; 16 bytes covers the rest.
+        let bytes: usize = batch
+            .ops
+            .iter()
+            .map(|op| 16 + op.key.len() + op.value.as_ref().map_or(0, Vec::len))
+            .sum();
+        let mut rocks_batch = WriteBatch::with_capacity_bytes(bytes);
+        // A version's ops come in runs of one column family: look each
+        // handle up once per run, not once per op.
+        let mut current: Option<(&Column, &rocksdb::ColumnFamily)> = None;
         for op in &batch.ops {
-            let handle = self.handle(&op.column)?;
+            let handle = match current {
+                Some((column, handle)) if *column == op.column => handle,
+                _ => {
+                    let handle = self.handle(&op.column)?;
+                    current = Some((&op.column, handle));
+                    handle
+                }
+            };
             match &op.value {
                 Some(value) => rocks_batch.put_cf(handle, &op.key, value),
                 None => rocks_batch.delete_cf(handle, &op.key),

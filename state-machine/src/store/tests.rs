@@ -356,9 +356,90 @@ fn run_scenario(store: &mut MerkleStore, scenario: &Scenario) -> Vec<Model> {
         model_apply(&mut model, &writes);
         let root = store.apply(version as u64, &writes).unwrap();
         assert_eq!(root.0, reference_root(&model));
+        // Reads at the latest version between applies, as the ledger makes
+        // them: they fill the cache of latest values, which the next
+        // version's writes must refresh.
+        for k in (0..42u8).step_by(usize::from(version as u8 % 3 + 1)) {
+            let key = key_of(k);
+            assert_eq!(
+                store.get(version as u64, &key).unwrap(),
+                model.get(&key).cloned()
+            );
+        }
         models.push(model.clone());
     }
     models
+}
+
+#[test]
+fn reads_at_the_latest_version_follow_every_write() {
+    let mut store = MerkleStore::open_memory();
+    let key = b"account/a".to_vec();
+    let other = b"account/b".to_vec();
+    store
+        .apply(0, &writes_of(&[("account/a", Some("one"))]))
+        .unwrap();
+    // Cached: present, and absent.
+    assert_eq!(store.get(0, &key).unwrap(), Some(b"one".to_vec()));
+    assert_eq!(store.get(0, &other).unwrap(), None);
+    store
+        .apply(
+            1,
+            &writes_of(&[("account/a", Some("two")), ("account/b", Some("new"))]),
+        )
+        .unwrap();
+    assert_eq!(store.get(1, &key).unwrap(), Some(b"two".to_vec()));
+    assert_eq!(store.get(1, &other).unwrap(), Some(b"new".to_vec()));
+    // An older version reads its own values, not the cached latest ones.
+    assert_eq!(store.get(0, &key).unwrap(), Some(b"one".to_vec()));
+    assert_eq!(store.get(0, &other).unwrap(), None);
+    store.apply(2, &writes_of(&[("account/a", None)])).unwrap();
+    assert_eq!(store.get(2, &key).unwrap(), None);
+    assert_eq!(store.get(2, &other).unwrap(), Some(b"new".to_vec()));
+    // A version that fails leaves the latest values as they were.
+    assert!(
+        store
+            .apply(4, &writes_of(&[("account/a", Some("x"))]))
+            .is_err()
+    );
+    assert_eq!(store.get(2, &key).unwrap(), None);
+    store
+        .apply(3, &writes_of(&[("account/a", Some("back"))]))
+        .unwrap();
+    assert_eq!(store.get(3, &key).unwrap(), Some(b"back".to_vec()));
+    assert_eq!(store.get(2, &key).unwrap(), None);
+}
+
+#[test]
+fn the_cache_of_latest_values_stays_within_its_budget() {
+    let mut cache = LatestValues::default();
+    let value = vec![7u8; 1 << 20];
+    let entries = LATEST_VALUES_CACHE_BYTES / value.len() + 4;
+    for i in 0..entries {
+        cache.remember(format!("key/{i}").as_bytes(), Some(&value));
+        assert!(cache.bytes <= LATEST_VALUES_CACHE_BYTES);
+        let counted: usize = cache
+            .entries
+            .iter()
+            .map(|(k, v)| LatestValues::cost(k, v.as_deref()))
+            .sum();
+        assert_eq!(counted, cache.bytes);
+    }
+    // The newest entry survives the restart it caused.
+    let last = format!("key/{}", entries - 1);
+    assert_eq!(
+        cache.get(last.as_bytes()).unwrap().as_deref(),
+        Some(&value[..])
+    );
+    // Refreshing with a larger value is counted too.
+    let bigger = vec![1u8; 2 << 20];
+    let writes: Writes = [(last.clone().into_bytes(), Some(bigger.clone()))].into();
+    cache.refresh(&writes);
+    assert_eq!(
+        cache.get(last.as_bytes()).unwrap().as_deref(),
+        Some(&bigger[..])
+    );
+    assert!(cache.bytes <= LATEST_VALUES_CACHE_BYTES);
 }
 
 proptest! {
