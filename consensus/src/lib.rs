@@ -17,10 +17,11 @@
 //!    each [`Ready`], in this order: **persist** `persist` durably (the record
 //!    and the QCs atomically), **then send** `messages`, then apply
 //!    `committed` in order, then answer `requests` (as later inputs) and hand
-//!    `evidence` to the application. A vote or timeout sent before its record
-//!    is durable can make a restarted replica sign a conflicting one. The core
-//!    asserts its side: every vote or timeout it releases is covered by a
-//!    record released in the same or an earlier `Ready`.
+//!    `evidence` to the application. A vote, timeout or proposal sent before
+//!    its record is durable can make a restarted replica sign a conflicting
+//!    one. The core asserts its side: every vote, timeout or proposal it
+//!    releases is covered by a record released in the same or an earlier
+//!    `Ready`.
 //! 3. Committed blocks come out once each, in height order. After a restart,
 //!    blocks committed after `Restart::last_applied` come out again, so the
 //!    application applies each exactly once.

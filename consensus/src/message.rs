@@ -1022,9 +1022,10 @@ impl Wire for Evidence {
     }
 }
 
-/// What a replica must have on stable storage before any vote or timeout it
-/// signed leaves it (see [`crate::Ready`]). With it, a restarted replica
-/// never signs two different votes or timeouts for one round.
+/// What a replica must have on stable storage before any vote, timeout or
+/// proposal it signed leaves it (see [`crate::Ready`]). With it, a restarted
+/// replica never signs two different votes, timeouts or proposals for one
+/// round.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SafetyRecord {
     pub epoch: Epoch,
@@ -1042,6 +1043,12 @@ pub struct SafetyRecord {
     pub last_vote: Option<Vote>,
     /// The last timeout signed, resent unchanged rather than re-signed.
     pub last_timeout: Option<Timeout>,
+    /// Highest round this replica proposed a block in. A second, different
+    /// proposal for one round is evidence of equivocation against its
+    /// signer, so a replica restarted in a round it already proposed in
+    /// leaves that round to time out. Encoded last and read as zero when
+    /// absent, so records written before it was added still decode.
+    pub last_proposed_round: Round,
 }
 
 impl SafetyRecord {
@@ -1055,6 +1062,7 @@ impl SafetyRecord {
             highest_timeout_round: Round::ZERO,
             last_vote: None,
             last_timeout: None,
+            last_proposed_round: Round::ZERO,
         }
     }
 }
@@ -1081,6 +1089,7 @@ impl Wire for SafetyRecord {
                 t.write(w);
             }
         }
+        w.u64(self.last_proposed_round.0);
     }
     fn read(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
         Ok(SafetyRecord {
@@ -1098,6 +1107,11 @@ impl Wire for SafetyRecord {
                 Some(Timeout::read(r)?)
             } else {
                 None
+            },
+            last_proposed_round: if r.remaining() == 0 {
+                Round::ZERO
+            } else {
+                Round(r.u64("record last proposed round")?)
             },
         })
     }

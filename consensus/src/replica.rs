@@ -166,8 +166,9 @@ pub enum Request {
 /// 4. answer `requests` (later, as inputs), and hand `evidence` to the
 ///    application.
 ///
-/// Sending a vote or timeout before its record is durable could let a
-/// restarted replica sign a different one for the same round: a double vote.
+/// Sending a vote, timeout or proposal before its record is durable could
+/// let a restarted replica sign a different one for the same round: a
+/// double vote, or two proposals (evidence against an honest validator).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ready {
     pub persist: Persist,
@@ -485,9 +486,9 @@ impl Replica {
         if let Some(r) = &ready.persist.record {
             self.handed_record = r.clone();
         }
-        // Persist before send: every vote or timeout this replica signed
-        // that leaves now is covered by a record handed out with or before
-        // it.
+        // Persist before send: every vote, timeout or proposal this replica
+        // signed that leaves now is covered by a record handed out with or
+        // before it.
         #[cfg(feature = "mutations")]
         let check_covered = !crate::mutations::is(crate::mutations::Mutation::RecordAfterVote);
         #[cfg(not(feature = "mutations"))]
@@ -501,6 +502,10 @@ impl Replica {
                 Message::Timeout(t) if Some(t.voter) == self.me => {
                     assert_eq!(self.handed_record.epoch, t.epoch);
                     assert!(self.handed_record.highest_timeout_round >= t.round);
+                }
+                Message::Proposal(p) if Some(p.block.proposer()) == self.me => {
+                    assert_eq!(self.handed_record.epoch, p.block.epoch());
+                    assert!(self.handed_record.last_proposed_round >= p.block.round());
                 }
                 _ => {}
             }
@@ -870,6 +875,11 @@ impl Replica {
         // The target is the parent of the QC's block.
         let target_height = Height(qc.data.height.0.saturating_sub(1));
         if target_height <= self.tree.root().height {
+            // Committed already, before a restart (the QC was read back from
+            // storage): keep it as the commit's proof, so that this replica
+            // can hand the committed range to peers that did not see it.
+            self.tree
+                .add_missing_proof(&target, (Vec::new(), qc.clone()));
             return;
         }
         match self.tree.chain_to(&target) {
@@ -1669,6 +1679,16 @@ impl Replica {
     fn propose(&mut self, pending: PendingProposal, payload: Vec<u8>, state_root: Hash) {
         let Some(me) = self.me else { return };
         assert_eq!(pending.round, self.round);
+        if pending.round <= self.record.last_proposed_round {
+            // Restarted after proposing in this round: another block would
+            // be a second proposal for the round, evidence against this
+            // validator. The round times out instead.
+            debug!(round = pending.round.0, "already proposed in this round");
+            return;
+        }
+        // Persisted before the proposal leaves (`poll_ready` checks it).
+        self.record.last_proposed_round = pending.round;
+        self.record_dirty = true;
         let block = Block::new(BlockFields {
             epoch: self.epoch,
             round: pending.round,

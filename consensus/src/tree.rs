@@ -149,6 +149,18 @@ impl BlockTree {
         }
     }
 
+    /// Attaches `proof` to the newest committed entry if that is block `id`
+    /// and it has none: a replica restarted from storage knows its commits
+    /// but learns their proofs only as it reads their QCs back.
+    pub(crate) fn add_missing_proof(&mut self, id: &Hash, proof: (Vec<Block>, QuorumCert)) {
+        if let Some(last) = self.committed.back_mut()
+            && last.block.id() == *id
+            && last.proof.is_none()
+        {
+            last.proof = Some(proof);
+        }
+    }
+
     fn prune(&mut self) {
         let mut keep: BTreeSet<Hash> = BTreeSet::new();
         keep.insert(self.root.id);

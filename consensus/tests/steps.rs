@@ -616,6 +616,92 @@ fn a_restarted_replica_never_votes_or_times_out_twice_in_a_round() {
 }
 
 #[test]
+fn a_restarted_leader_never_proposes_twice_in_a_round() {
+    let cfg = config();
+    let mut fx = Fixture::new(cfg.clone(), |leader, me| {
+        (1..=3).all(|r| leader(r) != me) && leader(4) == me
+    });
+    let b1 = fx.block(1, &fx.genesis_qc.clone(), None, b"one");
+    let qc1 = fx.qc(&b1.block, &fx.quorum());
+    fx.accept_and_vote(&b1);
+    // Round 2's block got a QC this replica never saw; round 3 then timed
+    // out, and its TC names that QC's round (2), not the QC itself.
+    let b2 = fx.block(2, &qc1, None, b"two");
+    let qc2 = fx.qc(&b2.block, &fx.quorum());
+    let others = fx.others();
+    let needed = fx.quorum().len();
+    let mut entries: Vec<(usize, &QuorumCert)> = vec![(others[0], &qc2)];
+    entries.extend(others[1..needed].iter().map(|o| (*o, &qc1)));
+    let tc3 = fx.tc(3, &entries);
+    let carrier = Timeout::sign(
+        Epoch(0),
+        Round(4),
+        qc1.clone(),
+        Some(tc3),
+        ValidatorIndex(others[1] as u16),
+        &fx.keys[others[1]],
+        &chain(),
+    );
+    let id1 = b1.block.id();
+    // Enter round 4 (this replica leads it) and propose on QC(B1). Its own
+    // vote is refused (the TC shows a higher QC), so no vote records the
+    // round: only the proposal does.
+    let enter_and_propose = |fx: &mut Fixture, payload: &[u8]| -> Ready {
+        let (res, ready) = fx.feed(fx.msg(others[1], Message::Timeout(carrier.clone())));
+        res.unwrap();
+        assert_eq!(fx.replica.round(), Round(4));
+        assert!(
+            ready.requests.iter().any(
+                |r| matches!(r, Request::NeedPayload { round, parent, .. } if *round == Round(4) && *parent == id1)
+            ),
+            "the leader of round 4 asks for a payload"
+        );
+        let (res, ready) = fx.feed(Input::Payload {
+            round: Round(4),
+            parent: id1,
+            payload: payload.to_vec(),
+            state_root: Hash::ZERO,
+        });
+        res.unwrap();
+        ready
+    };
+    let ready = enter_and_propose(&mut fx, b"four");
+    assert!(
+        ready
+            .messages
+            .iter()
+            .any(|m| matches!(&m.message, Message::Proposal(p) if p.block.round() == Round(4)))
+    );
+    assert!(sent_vote(&ready).is_none(), "no vote for its own block");
+    let record = ready
+        .persist
+        .record
+        .expect("the proposal's round is recorded");
+    assert_eq!(record.last_proposed_round, Round(4));
+    assert_eq!(record.last_voted_round, Round(1));
+
+    // Crash right after the proposal left; restart from what was persisted.
+    let restart = Restart {
+        record: record.clone(),
+        last_applied: record.epoch_root.id,
+        blocks: vec![b1.block.clone()],
+        qcs: vec![qc1.clone()],
+    };
+    fx.replica = Replica::new(cfg, fx.keys[fx.me].clone(), fx.set.clone(), Some(restart)).unwrap();
+    fx.feed(Input::Tick).0.unwrap();
+    // The same round again, another payload (the mempool moved on).
+    let ready = enter_and_propose(&mut fx, b"four, again");
+    assert!(
+        !ready
+            .messages
+            .iter()
+            .any(|m| matches!(&m.message, Message::Proposal(_))),
+        "a second proposal for round 4 would be evidence against this validator"
+    );
+    assert_eq!(fx.replica.record().last_proposed_round, Round(4));
+}
+
+#[test]
 fn an_equivocating_leader_produces_evidence_once() {
     let mut fx = Fixture::new(config(), |leader, me| leader(1) != me && leader(2) == me);
     let genesis = fx.genesis_qc.clone();
@@ -947,6 +1033,60 @@ fn a_committed_range_request_from_a_replica_ahead_probes_it_back() {
         ),
     ];
     fx.run(steps);
+}
+
+#[test]
+fn a_restarted_replica_serves_its_last_commit_to_peers_behind() {
+    // Regression (simulator seed 3952): the only replicas that committed a
+    // block crashed and restarted; their commits came back from storage
+    // without the QC that proves them, so they refused every peer's request
+    // for the range, the others never learned the commit, and reputation
+    // named different leaders on the two sides for good.
+    let cfg = config();
+    let mut fx = Fixture::new(cfg.clone(), |leader, me| (1..=3).all(|r| leader(r) != me));
+    let q = fx.quorum();
+    let peer = (0..fx.n()).find(|v| *v != fx.me).unwrap();
+    let b1 = fx.block(1, &fx.genesis_qc.clone(), None, b"one");
+    let qc1 = fx.qc(&b1.block, &q);
+    let b2 = fx.block(2, &qc1, None, b"two");
+    let qc2 = fx.qc(&b2.block, &q);
+    fx.accept_and_vote(&b1);
+    fx.accept_and_vote(&b2);
+    // QC(B2) arrives in round 3's proposal: B1 commits.
+    let b3 = fx.block(3, &qc2, None, b"three");
+    let (res, ready) = fx.feed(fx.proposal_input(&b3));
+    res.unwrap();
+    assert_eq!(
+        ready.committed.iter().map(Block::id).collect::<Vec<_>>(),
+        vec![b1.block.id()]
+    );
+    let probe = Message::SyncRequest(SyncRequest::Committed {
+        epoch: Epoch(0),
+        from_height: commons_types::Height(1),
+    });
+    let serves = |ready: &Ready| {
+        ready.messages.iter().any(|m| {
+            matches!(&m.message, Message::SyncResponse(SyncResponse::Committed { blocks, commit_qc })
+                if blocks.first().map(Block::id) == Some(b1.block.id()) && commit_qc.block_id() == b2.block.id())
+        })
+    };
+    let (res, ready) = fx.feed(fx.msg(peer, probe.clone()));
+    res.unwrap();
+    assert!(serves(&ready), "serves B1 with QC(B2) before the restart");
+
+    let record = fx.replica.record().clone();
+    let restart = Restart {
+        record: record.clone(),
+        last_applied: b1.block.id(),
+        blocks: vec![b1.block.clone(), b2.block.clone(), b3.block.clone()],
+        qcs: vec![qc1, qc2],
+    };
+    fx.replica = Replica::new(cfg, fx.keys[fx.me].clone(), fx.set.clone(), Some(restart)).unwrap();
+    fx.feed(Input::Tick).0.unwrap();
+    assert_eq!(fx.replica.committed_id(), b1.block.id());
+    let (res, ready) = fx.feed(fx.msg(peer, probe));
+    assert_eq!(res, Ok(()));
+    assert!(serves(&ready), "and after it: {:?}", ready.messages);
 }
 
 #[test]

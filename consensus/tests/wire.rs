@@ -154,5 +154,13 @@ fn safety_record_round_trips() {
         &k,
         &chain(),
     ));
+    r.last_proposed_round = Round(8);
     assert_eq!(SafetyRecord::decode(&r.encode()).unwrap(), r);
+    // A record written before `last_proposed_round` existed ends before it.
+    let bytes = r.encode();
+    let old = SafetyRecord::decode(&bytes[..bytes.len() - 8]).unwrap();
+    assert_eq!(old.last_proposed_round, Round::ZERO);
+    assert_eq!(old.last_voted_round, r.last_voted_round);
+    // Anything but a whole round after the old end is refused.
+    assert!(SafetyRecord::decode(&bytes[..bytes.len() - 3]).is_err());
 }

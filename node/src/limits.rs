@@ -81,6 +81,15 @@ pub const DRIVER_COALESCE_INPUTS: usize = 256;
 /// messages wait no longer than a short round's fraction behind it.
 pub const ADMIT_BATCH_TXS: usize = 4096;
 
+/// Longest a transaction waits for others to be admitted with it, when the
+/// driver is idle and fewer than `ADMIT_LINGER_TXS` are at hand: a fraction
+/// of `GOSSIP_FLUSH_MS`, which it waits for anyway before peers see it.
+pub const ADMIT_LINGER_MS: u64 = 5;
+
+/// Transactions admitted at once without lingering: 256 signatures of
+/// settlements, a batch whose cost per signature is close to the best.
+pub const ADMIT_LINGER_TXS: usize = 128;
+
 /// Rejected transaction ids remembered for GetTxStatus; oldest forgotten first.
 pub const REJECTED_REMEMBERED: usize = 16_384;
 
@@ -120,4 +129,6 @@ const _: () = assert!(GOSSIP_BATCH_TXS * commons_types::limits::MAX_TX_BYTES < M
 const _: () = assert!(RECONNECT_BACKOFF_MS_MIN <= RECONNECT_BACKOFF_MS_MAX);
 const _: () = assert!(SUBMIT_BATCH_TXS <= ledger_limits::MAX_BLOCK_TXS * 4);
 const _: () = assert!(SUBMIT_BATCH_TXS <= ADMIT_BATCH_TXS);
+const _: () = assert!(ADMIT_LINGER_TXS <= ADMIT_BATCH_TXS);
+const _: () = assert!(ADMIT_LINGER_MS < GOSSIP_FLUSH_MS);
 const _: () = assert!(WAIT_COMMITTED_MS_DEFAULT <= WAIT_COMMITTED_MS_MAX);

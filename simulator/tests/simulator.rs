@@ -78,7 +78,8 @@ fn a_crashed_leader_does_not_equivocate_after_restart() {
     // after proposing in round 6 and propose a second block for round 6
     // after restarting; its peers held valid equivocation evidence against
     // an honest validator. The core now skips proposing in a round its
-    // record shows it already voted or timed out in.
+    // record shows it already voted or timed out in (and, since the
+    // swarm's seed 6127 below, proposed in).
     let mut o = Options::new(1);
     o.byzantine = vec![Behaviour::Replay];
     o.faults = Fault::ALL.to_vec();
@@ -99,6 +100,67 @@ fn swarm_case(
     o.byzantine = byzantine.to_vec();
     o.faults = faults.to_vec();
     o
+}
+
+#[test]
+fn a_leader_restarted_after_refusing_its_own_block_does_not_propose_again() {
+    // Regression: the swarm's seed 6127. Validator 1 proposed in round 7 on
+    // an older QC than the one its TC reported, so it refused to vote for
+    // its own block and nothing in its record showed the round. It crashed,
+    // restarted and proposed another block for round 7, and a peer held
+    // equivocation evidence against an honest validator. The record now
+    // keeps the last round proposed in, persisted before the proposal
+    // leaves.
+    use Fault::*;
+    let mut o = swarm_case(
+        6127,
+        26,
+        &[Behaviour::StaleQc],
+        &[
+            Loss,
+            Duplicate,
+            Partition,
+            ScheduledPartition,
+            Asymmetric,
+            Crash,
+        ],
+    );
+    o.validators = 5;
+    let command = o.command();
+    assert_eq!(
+        command,
+        "commons-sim run --seed 6127 --validators 5 --time-ms 3000 --liveness-ms 10000 \
+         --tx-per-sec 10 --epoch-length 26 --byzantine stale-qc \
+         --faults loss,duplicate,partition,scheduled-partition,asymmetric,crash",
+        "the options the swarm printed"
+    );
+    assert_ok(o);
+}
+
+#[test]
+fn replicas_restarted_after_a_commit_still_prove_it_to_the_others() {
+    // Regression: the swarm's seed 3952. The two replicas that committed
+    // height 5 both crashed and restarted, and read that commit back from
+    // storage without the QC proving it; they refused every request for the
+    // range, the other three never committed it, and reputation named
+    // different leaders on the two sides until the end: no commit in the
+    // 10 s after GST. A QC read back now proves the commit it made.
+    use Fault::*;
+    let mut o = swarm_case(
+        3952,
+        44,
+        &[Behaviour::StaleQc],
+        &[Duplicate, ScheduledPartition, Asymmetric, Crash],
+    );
+    o.validators = 4;
+    assert_eq!(
+        o.command(),
+        "commons-sim run --seed 3952 --validators 4 --time-ms 3000 --liveness-ms 10000 \
+         --tx-per-sec 10 --epoch-length 44 --byzantine stale-qc \
+         --faults duplicate,scheduled-partition,asymmetric,crash",
+        "the options the swarm printed"
+    );
+    assert_ok(o);
 }
 
 #[test]
