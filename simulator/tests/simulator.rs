@@ -126,9 +126,8 @@ fn a_leader_restarted_after_refusing_its_own_block_does_not_propose_again() {
         ],
     );
     o.validators = 5;
-    let command = o.command();
     assert_eq!(
-        command,
+        o.command(),
         "commons-sim run --seed 6127 --validators 5 --time-ms 3000 --liveness-ms 10000 \
          --tx-per-sec 10 --epoch-length 26 --byzantine stale-qc \
          --faults loss,duplicate,partition,scheduled-partition,asymmetric,crash",
