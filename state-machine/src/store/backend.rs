@@ -45,6 +45,11 @@ pub struct BatchOp {
     pub column: Column,
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
+    /// Only for a delete: the key was put exactly once and never
+    /// overwritten, so a backend may let the put and the delete cancel out
+    /// when they meet (RocksDB's `SingleDelete`) instead of carrying a
+    /// tombstone down to its last level.
+    pub put_once: bool,
 }
 
 /// Writes that land together or not at all.
@@ -61,6 +66,7 @@ impl Batch {
             column,
             key,
             value: Some(value),
+            put_once: false,
         });
     }
 
@@ -69,6 +75,18 @@ impl Batch {
             column,
             key,
             value: None,
+            put_once: false,
+        });
+    }
+
+    /// Deletes a key that was put exactly once and never overwritten (see
+    /// [`BatchOp::put_once`]); deleting any other key this way is a bug.
+    pub fn delete_put_once(&mut self, column: Column, key: Vec<u8>) {
+        self.ops.push(BatchOp {
+            column,
+            key,
+            value: None,
+            put_once: true,
         });
     }
 }

@@ -1283,7 +1283,9 @@ fn prune_step(backend: &dyn Backend, lock: &Mutex<()>) -> Result<bool, StoreErro
     let stale_key = meta_key(META_STALE, next);
     if let Some(stale) = backend.get(&Column::Meta, &stale_key)? {
         for (value_version, key_hash) in parse_stale(&stale, next)? {
-            batch.delete(Column::Values, value_key(value_version, &key_hash));
+            // A `values` key names one version's value of one key: it is
+            // put once, by that version's batch, and never rewritten.
+            batch.delete_put_once(Column::Values, value_key(value_version, &key_hash));
         }
         batch.delete(Column::Meta, stale_key);
     }

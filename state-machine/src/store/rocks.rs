@@ -135,6 +135,7 @@ impl Backend for RocksBackend {
             };
             match &op.value {
                 Some(value) => rocks_batch.put_cf(handle, &op.key, value),
+                None if op.put_once => rocks_batch.single_delete_cf(handle, &op.key),
                 None => rocks_batch.delete_cf(handle, &op.key),
             }
         }
