@@ -514,9 +514,7 @@ impl MerkleStore {
         extra: &[ExtraWrite],
     ) -> Result<Hash, StoreError> {
         let prepared = self.prepare(version, writes, extra)?;
-        let root = self.commit(prepared)?;
-        self.latest_values().refresh(writes);
-        Ok(root)
+        self.commit(prepared, writes)
     }
 
     /// Writes `extra` alone, atomically, without a new version (e.g. the
@@ -788,7 +786,14 @@ impl MerkleStore {
         })
     }
 
-    pub(crate) fn commit(&mut self, prepared: PreparedVersion) -> Result<Hash, StoreError> {
+    /// Writes a prepared version (of `writes`) and makes it the latest: the
+    /// one place the latest version changes, so the cache of latest values
+    /// is refreshed here.
+    fn commit(
+        &mut self,
+        prepared: PreparedVersion,
+        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Result<Hash, StoreError> {
         let PreparedVersion {
             version,
             tree,
@@ -803,6 +808,7 @@ impl MerkleStore {
         let root = Hash(tree.hash());
         self.trees.insert(version, tree);
         self.latest = Some(version);
+        self.latest_values().refresh(writes);
         self.oldest = oldest;
         self.drop_old_trees();
         tracing::debug!(height = version, %root, "state version applied");
