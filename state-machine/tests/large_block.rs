@@ -16,11 +16,15 @@ use commons_types::{ChainId, Hash, Height, SecretKey};
 use prost::Message;
 
 const CHAIN: &str = "large-block";
-/// More than two chunks of the pipeline (2,048 transactions each).
+/// More than two full chunks of the pipeline (2,048 transactions each):
+/// one full chunk, then the tapered end of 1,476, 738, 369 and 369
+/// (chunks start at 0, 2,048, 3,524, 4,262 and 4,631).
 const TXS: usize = 5_000;
 /// The first and last of the block, both sides of each chunk edge, and
 /// some in the middles.
-const FORGED: [usize; 10] = [0, 1, 1_000, 2_047, 2_048, 3_333, 4_095, 4_096, 4_500, 4_999];
+const FORGED: [usize; 13] = [
+    0, 1, 1_000, 2_047, 2_048, 3_333, 3_523, 3_524, 4_261, 4_262, 4_630, 4_631, 4_999,
+];
 
 fn secret(i: usize) -> SecretKey {
     let mut seed = [9u8; 32];

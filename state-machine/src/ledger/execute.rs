@@ -140,7 +140,13 @@ pub fn execute_block(
         std::thread::scope(|scope| {
             let (sender, receiver) = mpsc::channel();
             scope.spawn(move || {
-                let chunks: Vec<&[usize]> = to_check.chunks(VERIFY_CHUNK_TXS).collect();
+                let mut chunks: Vec<&[usize]> = Vec::new();
+                let mut rest = to_check.as_slice();
+                for len in chunk_lens(to_check.len()) {
+                    let (chunk, after) = rest.split_at(len);
+                    chunks.push(chunk);
+                    rest = after;
+                }
                 for (at, chunk) in chunks.iter().enumerate() {
                     // Transactions before the next chunk's first one are
                     // settled once this chunk is.
@@ -180,6 +186,35 @@ pub fn execute_block(
 /// batches of 512 (its most efficient size) spread over the cores; the first
 /// chunk is the only verification that execution waits for in full.
 const VERIFY_CHUNK_TXS: usize = 2_048;
+
+/// The smallest chunk of the pipeline's tapered end, see [`chunk_lens`].
+const VERIFY_TAIL_TXS: usize = 256;
+
+/// Lengths of the pipeline's chunks for `n` transactions: full chunks of
+/// [`VERIFY_CHUNK_TXS`] while more than two are left, then halves of what
+/// is left, down to [`VERIFY_TAIL_TXS`] (the last chunk holds between one
+/// and two of those). Execution can finish only after the last chunk's
+/// verdict, and nothing else runs beside what is left then: a small last
+/// chunk leaves little execution for one core at the end, at the price of
+/// a few smaller (slightly less efficient) batches before it.
+fn chunk_lens(n: usize) -> Vec<usize> {
+    let mut lens = Vec::new();
+    let mut left = n;
+    while left > 0 {
+        let mut len = if left > 2 * VERIFY_CHUNK_TXS {
+            VERIFY_CHUNK_TXS
+        } else {
+            (left / 2).max(VERIFY_TAIL_TXS)
+        };
+        // Never a last chunk smaller than the tail's: it joins this one.
+        if left.saturating_sub(len) < VERIFY_TAIL_TXS {
+            len = left;
+        }
+        lens.push(len);
+        left -= len;
+    }
+    lens
+}
 
 /// The verdicts of one chunk of the verification pipeline.
 #[derive(Debug)]
@@ -787,5 +822,29 @@ impl Exec<'_, '_> {
         self.w.put_account(lease.buyer, buyer);
         self.w.delete(key::lease(lease_id));
         Ok(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_chunks_cover_the_block_and_taper_at_the_end() {
+        assert_eq!(
+            chunk_lens(10_000),
+            vec![2_048, 2_048, 2_048, 1_928, 964, 482, 482]
+        );
+        assert_eq!(chunk_lens(5_000), vec![2_048, 1_476, 738, 369, 369]);
+        assert_eq!(chunk_lens(2_049), vec![1_024, 512, 256, 257]);
+        assert_eq!(chunk_lens(300), vec![300]);
+        for n in [1, 255, 256, 257, 4_096, 4_097, 9_999, limits::MAX_BLOCK_TXS] {
+            let lens = chunk_lens(n);
+            assert_eq!(lens.iter().sum::<usize>(), n, "{n}");
+            assert!(
+                lens.iter().all(|&l| (1..=VERIFY_CHUNK_TXS).contains(&l)),
+                "{n}"
+            );
+        }
     }
 }

@@ -718,13 +718,18 @@ impl MerkleStore {
             .collect();
         let (tree, olds) = self.latest_tree().update(&ops);
 
+        // Sized up front: a version of tens of thousands of writes would
+        // otherwise regrow (and copy) these many times over.
         let mut batch = Batch {
+            ops: Vec::with_capacity(2 * hashed.len() + extra.len() + 4),
             sync: self.config.sync,
-            ..Batch::default()
         };
         // `leaves` ops after all `values` ops: one run per column family.
-        let mut leaves = Batch::default();
-        let mut stale = Vec::new();
+        let mut leaves = Batch {
+            ops: Vec::with_capacity(hashed.len()),
+            sync: false,
+        };
+        let mut stale = Vec::with_capacity(olds.iter().flatten().count() * (8 + 32));
         for (write, old) in hashed.iter().zip(&olds) {
             match (write.value, old) {
                 // A rewrite of the same value, or a delete of an absent key:
