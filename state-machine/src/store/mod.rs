@@ -687,18 +687,14 @@ impl MerkleStore {
                 });
             }
         }
-        // Each write with its key hash and value hash, in key-hash order.
-        let mut hashed: Vec<HashedWrite<'_>> = {
+        // Each write with its key hash and value hash, in key-hash order;
+        // hashed on rayon's pool when there are enough writes to pay for
+        // waking it (the tree update's own threshold).
+        let mut hashed: Vec<HashedWrite<'_>> = if writes.len() >= tree::PARALLEL_OPS_MIN {
             use rayon::prelude::*;
-            writes
-                .par_iter()
-                .map(|(key, value)| HashedWrite {
-                    key_hash: proof::key_hash(key),
-                    value: value
-                        .as_ref()
-                        .map(|value| (value.as_slice(), proof::value_hash(value))),
-                })
-                .collect()
+            writes.par_iter().map(HashedWrite::new).collect()
+        } else {
+            writes.iter().map(HashedWrite::new).collect()
         };
         hashed.sort_unstable_by_key(|write| write.key_hash);
         if let Some(pair) = hashed
@@ -1164,6 +1160,17 @@ impl MerkleStore {
 struct HashedWrite<'w> {
     key_hash: Hash32,
     value: Option<(&'w [u8], Hash32)>,
+}
+
+impl<'w> HashedWrite<'w> {
+    fn new((key, value): (&'w Vec<u8>, &'w Option<Vec<u8>>)) -> Self {
+        HashedWrite {
+            key_hash: proof::key_hash(key),
+            value: value
+                .as_ref()
+                .map(|value| (value.as_slice(), proof::value_hash(value))),
+        }
+    }
 }
 
 impl Drop for MerkleStore {

@@ -20,7 +20,7 @@ pub(crate) type Hash32 = [u8; HASH_BYTES];
 
 /// Fewest writes under a node for which its two subtrees are updated (or
 /// built) on two rayon tasks; below it, a task costs more than it saves.
-const PARALLEL_OPS_MIN: usize = 512;
+pub(crate) const PARALLEL_OPS_MIN: usize = 512;
 
 /// A leaf: which key, which value, and the version whose `values` entry
 /// holds the value's bytes. Its hash is kept, not recomputed.
