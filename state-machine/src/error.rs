@@ -119,8 +119,6 @@ pub enum LedgerError {
     Genesis(String),
     #[error("block has {got} transactions, more than the limit of {limit}")]
     BlockTooLarge { got: usize, limit: usize },
-    #[error("signature verification of the block stopped before its last transaction")]
-    VerificationStopped,
 }
 
 #[cfg(test)]

@@ -2,15 +2,41 @@
 //! store is the genesis state; version `h` is the state after block `h`.
 //! Blocks execute in order, each exactly once.
 
+use std::sync::OnceLock;
+
 use commons_types::{ChainId, Hash, Height, PublicKey, ValidatorSet};
 
 use crate::LedgerError;
-use crate::ledger::execute::{BlockOutcome, PreparedTx, VerifiedTxs, execute_block};
+use crate::ledger::execute::{
+    BlockOutcome, PreparedTx, VerifiedTxs, check_block_size, execute_verified, unverified,
+    verify_txs,
+};
 use crate::ledger::genesis::Genesis;
 use crate::ledger::gov;
 use crate::ledger::state::{Account, key};
 use crate::ledger::working::{StateRead, Working};
-use crate::store::{ExtraWrite, MerkleStore, StoreError};
+use crate::store::{ExtraWrite, MerkleStore, PreparedVersion, StoreError};
+
+/// The pool that verifies a block's signatures while the block runs (see
+/// `Ledger::execute_speculatively`): a pool of its own, so that the block's
+/// own parallel work on rayon's global pool (the store's hashing and tree
+/// update) is not queued behind the verification's chunks. `None` if its
+/// threads cannot be started; verification then shares the global pool.
+fn speculation_pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .thread_name(|i| format!("block-verify-{i}"))
+            .build()
+            .ok()
+    })
+    .as_ref()
+}
+
+/// Transactions to verify above which a block is run while its signatures
+/// are verified (see `Ledger::execute_speculatively`); at or below it they
+/// are verified first, a few milliseconds at most.
+const SPECULATE_MIN_TXS: usize = 256;
 
 impl From<StoreError> for LedgerError {
     fn from(e: StoreError) -> LedgerError {
@@ -147,16 +173,70 @@ impl Ledger {
                 got: height,
             });
         }
-        let outcome = execute_block(&self.view(), &self.chain, height, txs, verified)?;
+        check_block_size(txs)?;
+        let to_check = unverified(txs, verified);
+        let (outcome, prepared) = if to_check.len() <= SPECULATE_MIN_TXS {
+            let bad = verify_txs(&self.chain, txs, &to_check);
+            let outcome = execute_verified(&self.view(), &self.chain, height, txs, &bad)?;
+            (outcome, None)
+        } else {
+            self.execute_speculatively(height, txs, &to_check)?
+        };
         let extra = extra(&self.store, &outcome)?;
-        let state_root = self
-            .store
-            .apply_with_extra(height.0, &outcome.writes, &extra)?;
+        let state_root = match prepared {
+            Some(prepared) => self
+                .store
+                .commit_version(prepared, &outcome.writes, &extra)?,
+            None => self
+                .store
+                .apply_with_extra(height.0, &outcome.writes, &extra)?,
+        };
         self.height = height;
         Ok(Executed {
             outcome,
             state_root,
         })
+    }
+
+    /// Runs a block whose transactions `to_check` still need their
+    /// signatures verified, overlapping the two: one thread batch-verifies
+    /// them (on [`speculation_pool`]) while this one runs the block as if
+    /// every signature were good and prepares the resulting store version. If
+    /// none is bad (a block a quorum validated never has one), that outcome
+    /// and version are the block's: the same as running it after
+    /// verification, since no transaction's verdict differs. Otherwise both
+    /// are dropped and the block runs again with the verdicts (the version
+    /// then is prepared anew by `apply_with_extra`). Only the writing of the
+    /// version is left after verification, instead of all of execution.
+    fn execute_speculatively(
+        &self,
+        height: Height,
+        txs: &[PreparedTx],
+        to_check: &[usize],
+    ) -> Result<(BlockOutcome, Option<PreparedVersion>), LedgerError> {
+        let chain = &self.chain;
+        let (speculated, bad) = std::thread::scope(|scope| {
+            let verifier = scope.spawn(|| match speculation_pool() {
+                Some(pool) => pool.install(|| verify_txs(chain, txs, to_check)),
+                None => verify_txs(chain, txs, to_check),
+            });
+            let speculated =
+                execute_verified(&self.view(), chain, height, txs, &[]).and_then(|outcome| {
+                    let prepared = self.store.prepare_version(height.0, &outcome.writes)?;
+                    Ok((outcome, prepared))
+                });
+            let bad = verifier
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (speculated, bad)
+        });
+        if bad.is_empty() {
+            let (outcome, prepared) = speculated?;
+            return Ok((outcome, Some(prepared)));
+        }
+        drop(speculated);
+        let outcome = execute_verified(&self.view(), chain, height, txs, &bad)?;
+        Ok((outcome, None))
     }
 
     pub fn account(&self, id: &PublicKey) -> Result<Account, LedgerError> {

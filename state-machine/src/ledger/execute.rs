@@ -19,8 +19,6 @@
 //! No wall clock, no randomness, no `HashMap` iteration, no floats: the same
 //! blocks give the same writes on every machine.
 
-use std::sync::mpsc;
-
 use commons_types::batch::{self, VerifyItem};
 use commons_types::tx::SignedTx;
 use commons_types::{ChainId, Hash, Height, PublicKey, ValidatorSet};
@@ -97,7 +95,11 @@ impl VerifiedTxs for NoneVerified {
 }
 
 /// Executes the transactions `txs` of the block at `height` on top of
-/// `base` (the state after `height - 1`).
+/// `base` (the state after `height - 1`): verifies the signatures that
+/// `verified` does not vouch for, then runs the block. [`Ledger`] runs the
+/// same two steps overlapped (see `Ledger::execute_with`).
+///
+/// [`Ledger`]: crate::ledger::Ledger
 pub fn execute_block(
     base: &dyn StateRead,
     chain: &ChainId,
@@ -105,134 +107,37 @@ pub fn execute_block(
     txs: &[PreparedTx],
     verified: &dyn VerifiedTxs,
 ) -> Result<BlockOutcome, LedgerError> {
+    check_block_size(txs)?;
+    let bad = verify_txs(chain, txs, &unverified(txs, verified));
+    execute_verified(base, chain, height, txs, &bad)
+}
+
+pub(crate) fn check_block_size(txs: &[PreparedTx]) -> Result<(), LedgerError> {
     if txs.len() > limits::MAX_BLOCK_TXS {
         return Err(LedgerError::BlockTooLarge {
             got: txs.len(),
             limit: limits::MAX_BLOCK_TXS,
         });
     }
-    let mut w = Working::new(base);
-    let params = LedgerParams::load(&mut w)?;
+    Ok(())
+}
 
-    release_unbondings(&mut w, height)?;
-    w.commit_tx();
-    expire_leases(&mut w, height)?;
-    w.commit_tx();
-
-    // Signatures are checked in chunks, in order, on a thread of their own
-    // (each chunk by the parallel batch verifier) while this thread runs the
-    // transactions whose chunks are done: verification and execution
-    // overlap instead of adding up.
-    let to_check: Vec<usize> = (0..txs.len())
+/// Indices of the transactions of `txs` whose signatures `verified` does
+/// not vouch for.
+pub(crate) fn unverified(txs: &[PreparedTx], verified: &dyn VerifiedTxs) -> Vec<usize> {
+    (0..txs.len())
         .filter(|&i| !verified.is_verified(&txs[i].id))
-        .collect();
-    let mut run = Run {
-        w: &mut w,
-        chain,
-        params: &params,
-        height,
-        txs,
-    };
-    let receipts = if to_check.len() <= VERIFY_CHUNK_TXS {
-        let mut verdicts = Some(verify_chunk(chain, txs, &to_check, txs.len()));
-        run.all(|| verdicts.take())?
-    } else {
-        std::thread::scope(|scope| {
-            let (sender, receiver) = mpsc::channel();
-            scope.spawn(move || {
-                let mut chunks: Vec<&[usize]> = Vec::new();
-                let mut rest = to_check.as_slice();
-                for len in chunk_lens(to_check.len()) {
-                    let (chunk, after) = rest.split_at(len);
-                    chunks.push(chunk);
-                    rest = after;
-                }
-                for (at, chunk) in chunks.iter().enumerate() {
-                    // Transactions before the next chunk's first one are
-                    // settled once this chunk is.
-                    let settled = chunks.get(at + 1).map_or(txs.len(), |next| next[0]);
-                    if sender
-                        .send(verify_chunk(chain, txs, chunk, settled))
-                        .is_err()
-                    {
-                        // Execution stopped on an error: nobody is waiting.
-                        return;
-                    }
-                }
-            });
-            run.all(|| receiver.recv().ok())
-        })?
-    };
-
-    gov::end_block(&mut w, &params, height)?;
-    w.commit_tx();
-    let validator_set_change = epoch_boundary(&mut w, &params, height)?;
-    w.commit_tx();
-
-    let tx_ids: Vec<Hash> = txs.iter().map(|t| t.id).collect();
-    let receipt_hashes: Vec<Hash> = receipts.iter().map(Receipt::hash).collect();
-    Ok(BlockOutcome {
-        height,
-        writes: w.into_writes(),
-        tx_root: merkle_root(&tx_ids),
-        receipt_root: merkle_root(&receipt_hashes),
-        receipts,
-        validator_set_change,
-    })
+        .collect()
 }
 
-/// Transactions per chunk of the verification pipeline. A chunk of
-/// settlements is 4,096 signatures, which the batch verifier checks as eight
-/// batches of 512 (its most efficient size) spread over the cores; the first
-/// chunk is the only verification that execution waits for in full.
-const VERIFY_CHUNK_TXS: usize = 2_048;
-
-/// The smallest chunk of the pipeline's tapered end, see [`chunk_lens`].
-const VERIFY_TAIL_TXS: usize = 256;
-
-/// Lengths of the pipeline's chunks for `n` transactions: full chunks of
-/// [`VERIFY_CHUNK_TXS`] while more than two are left, then halves of what
-/// is left, down to [`VERIFY_TAIL_TXS`] (the last chunk holds between one
-/// and two of those). Execution can finish only after the last chunk's
-/// verdict, and nothing else runs beside what is left then: a small last
-/// chunk leaves little execution for one core at the end, at the price of
-/// a few smaller (slightly less efficient) batches before it.
-fn chunk_lens(n: usize) -> Vec<usize> {
-    let mut lens = Vec::new();
-    let mut left = n;
-    while left > 0 {
-        let mut len = if left > 2 * VERIFY_CHUNK_TXS {
-            VERIFY_CHUNK_TXS
-        } else {
-            (left / 2).max(VERIFY_TAIL_TXS)
-        };
-        // Never a last chunk smaller than the tail's: it joins this one.
-        if left.saturating_sub(len) < VERIFY_TAIL_TXS {
-            len = left;
-        }
-        lens.push(len);
-        left -= len;
-    }
-    lens
-}
-
-/// The verdicts of one chunk of the verification pipeline.
-#[derive(Debug)]
-struct Verdicts {
-    /// `(transaction, signature)` of each transaction's first bad signature.
-    bad: Vec<(usize, usize)>,
-    /// Every transaction before this index has its verdict: it was in this
-    /// chunk or an earlier one, or needed no check.
-    settled: usize,
-}
-
-/// Batch-verifies the signatures of the transactions `indices` of `txs`.
-fn verify_chunk(
+/// Batch-verifies (in parallel, as one batch) the signatures of the
+/// transactions `indices` of `txs`; returns `(transaction, signature)` of
+/// each bad transaction's first bad signature, in transaction order.
+pub(crate) fn verify_txs(
     chain: &ChainId,
     txs: &[PreparedTx],
     indices: &[usize],
-    settled: usize,
-) -> Verdicts {
+) -> Vec<(usize, usize)> {
     let signed: Vec<Vec<u8>> = indices
         .iter()
         .map(|&i| txs[i].tx.signed_bytes(chain))
@@ -253,7 +158,59 @@ fn verify_chunk(
             bad.push((tx_index, sig_index));
         }
     }
-    Verdicts { bad, settled }
+    bad
+}
+
+/// Runs the block with its signature verdicts known: `bad` holds
+/// `(transaction, signature)` for each transaction whose signature at that
+/// index failed (see [`verify_txs`]); every other transaction's signatures
+/// are taken as good.
+pub(crate) fn execute_verified(
+    base: &dyn StateRead,
+    chain: &ChainId,
+    height: Height,
+    txs: &[PreparedTx],
+    bad: &[(usize, usize)],
+) -> Result<BlockOutcome, LedgerError> {
+    check_block_size(txs)?;
+    let mut w = Working::new(base);
+    let params = LedgerParams::load(&mut w)?;
+
+    release_unbondings(&mut w, height)?;
+    w.commit_tx();
+    expire_leases(&mut w, height)?;
+    w.commit_tx();
+
+    let mut bad_signature: Vec<Option<usize>> = vec![None; txs.len()];
+    for &(tx_index, sig_index) in bad {
+        if let Some(slot) = bad_signature.get_mut(tx_index) {
+            *slot = Some(sig_index);
+        }
+    }
+    let mut run = Run {
+        w: &mut w,
+        chain,
+        params: &params,
+        height,
+        txs,
+    };
+    let receipts = run.all(&bad_signature)?;
+
+    gov::end_block(&mut w, &params, height)?;
+    w.commit_tx();
+    let validator_set_change = epoch_boundary(&mut w, &params, height)?;
+    w.commit_tx();
+
+    let tx_ids: Vec<Hash> = txs.iter().map(|t| t.id).collect();
+    let receipt_hashes: Vec<Hash> = receipts.iter().map(Receipt::hash).collect();
+    Ok(BlockOutcome {
+        height,
+        writes: w.into_writes(),
+        tx_root: merkle_root(&tx_ids),
+        receipt_root: merkle_root(&receipt_hashes),
+        receipts,
+        validator_set_change,
+    })
 }
 
 /// The transactions of one block, run in order on the block's working state.
@@ -266,31 +223,19 @@ struct Run<'r, 'a> {
 }
 
 impl Run<'_, '_> {
-    /// Runs every transaction, each once its signature verdict is in (from
-    /// `next`, which yields the chunks' verdicts in order); returns the
-    /// receipts.
-    fn all(
-        &mut self,
-        mut next: impl FnMut() -> Option<Verdicts>,
-    ) -> Result<Vec<Receipt>, LedgerError> {
-        let mut bad_signature: Vec<Option<usize>> = vec![None; self.txs.len()];
-        let mut settled = 0;
+    /// Runs every transaction (`bad_signature[i]`: the first bad signature
+    /// of transaction `i`, if any); returns the receipts.
+    fn all(&mut self, bad_signature: &[Option<usize>]) -> Result<Vec<Receipt>, LedgerError> {
         let mut receipts = Vec::with_capacity(self.txs.len());
         for (index, prepared) in self.txs.iter().enumerate() {
-            while index >= settled {
-                let verdicts = next().ok_or(LedgerError::VerificationStopped)?;
-                for (tx_index, sig_index) in verdicts.bad {
-                    bad_signature[tx_index] = Some(sig_index);
-                }
-                settled = verdicts.settled;
-            }
             let mut exec = Exec {
                 w: self.w,
                 chain: self.chain,
                 params: self.params,
                 height: self.height,
             };
-            let (code, message, fee) = match exec.run(prepared, bad_signature[index])? {
+            let bad = bad_signature.get(index).copied().flatten();
+            let (code, message, fee) = match exec.run(prepared, bad)? {
                 Ok(fee) => (0, String::new(), fee),
                 Err((e, fee)) => (
                     e.code(),
@@ -822,29 +767,5 @@ impl Exec<'_, '_> {
         self.w.put_account(lease.buyer, buyer);
         self.w.delete(key::lease(lease_id));
         Ok(Ok(()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pipeline_chunks_cover_the_block_and_taper_at_the_end() {
-        assert_eq!(
-            chunk_lens(10_000),
-            vec![2_048, 2_048, 2_048, 1_928, 964, 482, 482]
-        );
-        assert_eq!(chunk_lens(5_000), vec![2_048, 1_476, 738, 369, 369]);
-        assert_eq!(chunk_lens(2_049), vec![1_024, 512, 256, 257]);
-        assert_eq!(chunk_lens(300), vec![300]);
-        for n in [1, 255, 256, 257, 4_096, 4_097, 9_999, limits::MAX_BLOCK_TXS] {
-            let lens = chunk_lens(n);
-            assert_eq!(lens.iter().sum::<usize>(), n, "{n}");
-            assert!(
-                lens.iter().all(|&l| (1..=VERIFY_CHUNK_TXS).contains(&l)),
-                "{n}"
-            );
-        }
     }
 }

@@ -517,6 +517,33 @@ impl MerkleStore {
         self.commit(prepared, writes)
     }
 
+    /// [`MerkleStore::apply_with_extra`] in two steps, for a caller that
+    /// builds a version it may still discard: the ledger prepares a block's
+    /// version while the block's signatures are being verified, and commits
+    /// it only if none is bad. This step computes the tree and the batch and
+    /// writes nothing; [`MerkleStore::commit_version`] writes them.
+    pub(crate) fn prepare_version(
+        &self,
+        version: u64,
+        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Result<PreparedVersion, StoreError> {
+        self.prepare(version, writes, &[])
+    }
+
+    /// Writes a version from [`MerkleStore::prepare_version`] of the same
+    /// `writes`, with `extra` in the same batch, exactly as
+    /// [`MerkleStore::apply_with_extra`] would have. Nothing may have been
+    /// applied in between.
+    pub(crate) fn commit_version(
+        &mut self,
+        mut prepared: PreparedVersion,
+        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        extra: &[ExtraWrite],
+    ) -> Result<Hash, StoreError> {
+        self.add_extra(&mut prepared.batch, extra)?;
+        self.commit(prepared, writes)
+    }
+
     /// Writes `extra` alone, atomically, without a new version (e.g. the
     /// consensus safety record, which must reach disk before a vote leaves:
     /// pass `sync = true` for it).
