@@ -33,10 +33,10 @@
 use std::collections::BTreeSet;
 
 use commons_consensus::Block;
-use commons_types::batch::{self, VerifyItem};
 use commons_types::codec::{Reader, Writer};
 use commons_types::{ChainId, Hash, Height, TypesError, ValidatorSet, limits as type_limits};
 
+use crate::ledger::execute::{unverified, verify_txs};
 use crate::ledger::limits;
 use crate::ledger::receipt::Receipt;
 use crate::ledger::{BlockOutcome, Ledger, PreparedTx};
@@ -259,25 +259,11 @@ impl Application {
             })?;
             prepared.push(tx);
         }
-        let to_check: Vec<usize> = (0..prepared.len())
-            .filter(|&i| !crate::ledger::VerifiedTxs::is_verified(&self.mempool, &prepared[i].id))
-            .collect();
-        let chain = self.ledger.chain_id().clone();
-        let signed: Vec<Vec<u8>> = to_check
-            .iter()
-            .map(|&i| prepared[i].tx.signed_bytes(&chain))
-            .collect();
-        let mut owners = Vec::new();
-        let mut items: Vec<VerifyItem<'_>> = Vec::new();
-        for (&i, s) in to_check.iter().zip(&signed) {
-            for item in prepared[i].tx.verify_items(s) {
-                owners.push(i);
-                items.push(item);
-            }
-        }
-        let results = batch::verify_all(&items);
-        if let Some((index, _)) = owners.iter().zip(&results).find(|(_, ok)| !**ok) {
-            return Err(PayloadError::BadSignature { index: *index });
+        let to_check = unverified(&prepared, &self.mempool);
+        // Bad transactions come in block order: the first is reported.
+        if let Some(&(index, _)) = verify_txs(self.ledger.chain_id(), &prepared, &to_check).first()
+        {
+            return Err(PayloadError::BadSignature { index });
         }
         for &i in &to_check {
             self.mempool.mark_verified(prepared[i].id);

@@ -40,20 +40,21 @@ pub struct VerifyItem<'a> {
 /// Verifies every item, in parallel across rayon's pool, and returns one
 /// result per item in the same order: `true` where the signature is valid.
 pub fn verify_all(items: &[VerifyItem<'_>]) -> Vec<bool> {
-    let grouped = KeyGrouped::new(items);
     let mut results = vec![false; items.len()];
     let chunk = chunk_len(items.len(), rayon::current_num_threads());
     if items.len() <= chunk {
-        // One chunk: verified on the calling thread, sparing the hand-off
-        // to a pool thread and back (a failing batch is still searched with
-        // the pool's help).
-        verify_chunk(&grouped.items, &mut results, Threads::All);
-    } else {
-        results
-            .par_chunks_mut(chunk)
-            .zip(grouped.items.par_chunks(chunk))
-            .for_each(|(out, items)| verify_chunk(items, out, Threads::All));
+        // One chunk is one batch, whose terms are summed by key wherever
+        // its items sit: no grouping. Verified on the calling thread,
+        // sparing the hand-off to a pool thread and back (a failing batch
+        // is still searched with the pool's help).
+        verify_chunk(items, &mut results, Threads::All);
+        return results;
     }
+    let grouped = KeyGrouped::new(items);
+    results
+        .par_chunks_mut(chunk)
+        .zip(grouped.items.par_chunks(chunk))
+        .for_each(|(out, items)| verify_chunk(items, out, Threads::All));
     grouped.in_caller_order(&results)
 }
 

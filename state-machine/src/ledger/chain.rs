@@ -222,7 +222,7 @@ impl Ledger {
             });
             let speculated =
                 execute_verified(&self.view(), chain, height, txs, &[]).and_then(|outcome| {
-                    let prepared = self.store.prepare_version(height.0, &outcome.writes)?;
+                    let prepared = self.store.prepare(height.0, &outcome.writes)?;
                     Ok((outcome, prepared))
                 });
             let bad = verifier

@@ -164,7 +164,7 @@ pub(crate) fn verify_txs(
 /// Runs the block with its signature verdicts known: `bad` holds
 /// `(transaction, signature)` for each transaction whose signature at that
 /// index failed (see [`verify_txs`]); every other transaction's signatures
-/// are taken as good.
+/// are taken as good. The callers have checked the block's size.
 pub(crate) fn execute_verified(
     base: &dyn StateRead,
     chain: &ChainId,
@@ -172,7 +172,6 @@ pub(crate) fn execute_verified(
     txs: &[PreparedTx],
     bad: &[(usize, usize)],
 ) -> Result<BlockOutcome, LedgerError> {
-    check_block_size(txs)?;
     let mut w = Working::new(base);
     let params = LedgerParams::load(&mut w)?;
 

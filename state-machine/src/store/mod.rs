@@ -513,26 +513,15 @@ impl MerkleStore {
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         extra: &[ExtraWrite],
     ) -> Result<Hash, StoreError> {
-        let prepared = self.prepare(version, writes, extra)?;
-        self.commit(prepared, writes)
+        let prepared = self.prepare(version, writes)?;
+        self.commit_version(prepared, writes, extra)
     }
 
-    /// [`MerkleStore::apply_with_extra`] in two steps, for a caller that
-    /// builds a version it may still discard: the ledger prepares a block's
-    /// version while the block's signatures are being verified, and commits
-    /// it only if none is bad. This step computes the tree and the batch and
-    /// writes nothing; [`MerkleStore::commit_version`] writes them.
-    pub(crate) fn prepare_version(
-        &self,
-        version: u64,
-        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    ) -> Result<PreparedVersion, StoreError> {
-        self.prepare(version, writes, &[])
-    }
-
-    /// Writes a version from [`MerkleStore::prepare_version`] of the same
-    /// `writes`, with `extra` in the same batch, exactly as
-    /// [`MerkleStore::apply_with_extra`] would have. Nothing may have been
+    /// Writes a version built by [`MerkleStore::prepare`] from the same
+    /// `writes`, with `extra` in the same batch. The two steps are apart for
+    /// a caller that builds a version it may still discard: the ledger
+    /// prepares a block's version while the block's signatures are being
+    /// verified, and commits it only if none is bad. Nothing may have been
     /// applied in between.
     pub(crate) fn commit_version(
         &mut self,
@@ -540,6 +529,7 @@ impl MerkleStore {
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         extra: &[ExtraWrite],
     ) -> Result<Hash, StoreError> {
+        prepared.batch.ops.reserve(extra.len());
         self.add_extra(&mut prepared.batch, extra)?;
         self.commit(prepared, writes)
     }
@@ -676,11 +666,13 @@ impl MerkleStore {
 
     // ---- internals ----
 
+    /// Builds the tree and the batch of `version` from `writes`, writing
+    /// nothing; [`MerkleStore::commit_version`] adds the extra writes and
+    /// writes it.
     pub(crate) fn prepare(
         &self,
         version: u64,
         writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-        extra: &[ExtraWrite],
     ) -> Result<PreparedVersion, StoreError> {
         let expected = match self.latest {
             None => 0,
@@ -744,7 +736,7 @@ impl MerkleStore {
         // Sized up front: a version of tens of thousands of writes would
         // otherwise regrow (and copy) these many times over.
         let mut batch = Batch {
-            ops: Vec::with_capacity(2 * hashed.len() + extra.len() + 4),
+            ops: Vec::with_capacity(2 * hashed.len() + 4),
             sync: self.config.sync,
         };
         // `leaves` ops after all `values` ops: one run per column family.
@@ -752,7 +744,7 @@ impl MerkleStore {
             ops: Vec::with_capacity(hashed.len()),
             sync: false,
         };
-        let mut stale = Vec::with_capacity(olds.iter().flatten().count() * (8 + 32));
+        let mut stale = Vec::with_capacity(olds.len() * (8 + 32));
         for (write, old) in hashed.iter().zip(&olds) {
             match (write.value, old) {
                 // A rewrite of the same value, or a delete of an absent key:
@@ -805,7 +797,6 @@ impl MerkleStore {
                 oldest.to_be_bytes().to_vec(),
             );
         }
-        self.add_extra(&mut batch, extra)?;
         Ok(PreparedVersion {
             version,
             tree,

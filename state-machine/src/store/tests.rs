@@ -989,7 +989,7 @@ fn reopen_after_writes_and_after_an_unwritten_batch() {
                 .unwrap();
         }
         // A crash in the middle of version 10: its batch is built, never written.
-        let prepared = store.prepare(10, &deterministic_writes(10), &[]).unwrap();
+        let prepared = store.prepare(10, &deterministic_writes(10)).unwrap();
         assert!(!prepared.batch.ops.is_empty());
         drop(prepared);
     }
