@@ -16,6 +16,11 @@ for component in rustfmt clippy; do
     fi
 done
 
+# mimalloc returns freed memory to the OS after 1 s by default; applying
+# blocks frees and reallocates tens of MB per block, so each block paid for
+# zeroing fresh pages again (ARCHITECTURE.md, "mimalloc as the allocator").
+export MIMALLOC_PURGE_DELAY="${MIMALLOC_PURGE_DELAY:-10000}"
+
 # RocksDB's C++ takes ~20 minutes per profile and feature set: one profile
 # (release) for everything, one build directory reused across clones.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/commons/target}"

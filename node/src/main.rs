@@ -22,6 +22,13 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc reads its options from the environment when it starts, before
+/// `main`; the devnet gives its nodes the recommended delay before freed
+/// memory goes back to the OS unless the caller chose one (docs/operators.md,
+/// ARCHITECTURE.md "mimalloc as the allocator").
+const PURGE_DELAY_VAR: &str = "MIMALLOC_PURGE_DELAY";
+const RECOMMENDED_PURGE_DELAY_MS: &str = "10000";
+
 #[derive(Parser, Debug)]
 #[command(name = "commons-node", version, about = "The Commons validator node")]
 struct Cli {
@@ -258,7 +265,11 @@ async fn run_devnet(nodes: Vec<DevnetNode>) -> Result<()> {
         let err = log
             .try_clone()
             .with_context(|| format!("opening {}", log_path.display()))?;
-        let child = tokio::process::Command::new(&exe)
+        let mut command = tokio::process::Command::new(&exe);
+        if std::env::var_os(PURGE_DELAY_VAR).is_none() {
+            command.env(PURGE_DELAY_VAR, RECOMMENDED_PURGE_DELAY_MS);
+        }
+        let child = command
             .arg("start")
             .arg("--home")
             .arg(&node.home)

@@ -2,8 +2,6 @@
 //! store is the genesis state; version `h` is the state after block `h`.
 //! Blocks execute in order, each exactly once.
 
-use std::sync::OnceLock;
-
 use commons_types::{ChainId, Hash, Height, PublicKey, ValidatorSet};
 
 use crate::LedgerError;
@@ -16,22 +14,6 @@ use crate::ledger::gov;
 use crate::ledger::state::{Account, key};
 use crate::ledger::working::{StateRead, Working};
 use crate::store::{ExtraWrite, MerkleStore, PreparedVersion, StoreError};
-
-/// The pool that verifies a block's signatures while the block runs (see
-/// `Ledger::execute_speculatively`): a pool of its own, so that the block's
-/// own parallel work on rayon's global pool (the store's hashing and tree
-/// update) is not queued behind the verification's chunks. `None` if its
-/// threads cannot be started; verification then shares the global pool.
-fn speculation_pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .thread_name(|i| format!("block-verify-{i}"))
-            .build()
-            .ok()
-    })
-    .as_ref()
-}
 
 /// Transactions to verify above which a block is run while its signatures
 /// are verified (see `Ledger::execute_speculatively`); at or below it they
@@ -199,9 +181,11 @@ impl Ledger {
     }
 
     /// Runs a block whose transactions `to_check` still need their
-    /// signatures verified, overlapping the two: one thread batch-verifies
-    /// them (on [`speculation_pool`]) while this one runs the block as if
-    /// every signature were good and prepares the resulting store version. If
+    /// signatures verified, overlapping the two as the two halves of one
+    /// `rayon::join`: one pool thread runs the block as if every signature
+    /// were good and prepares the resulting store version while the others
+    /// batch-verify, and it joins the verification when done (two tasks on
+    /// the pool's threads, not a third thread contending for the cores). If
     /// none is bad (a block a quorum validated never has one), that outcome
     /// and version are the block's: the same as running it after
     /// verification, since no transaction's verdict differs. Otherwise both
@@ -215,21 +199,15 @@ impl Ledger {
         to_check: &[usize],
     ) -> Result<(BlockOutcome, Option<PreparedVersion>), LedgerError> {
         let chain = &self.chain;
-        let (speculated, bad) = std::thread::scope(|scope| {
-            let verifier = scope.spawn(|| match speculation_pool() {
-                Some(pool) => pool.install(|| verify_txs(chain, txs, to_check)),
-                None => verify_txs(chain, txs, to_check),
-            });
-            let speculated =
+        let (speculated, bad) = rayon::join(
+            || {
                 execute_verified(&self.view(), chain, height, txs, &[]).and_then(|outcome| {
                     let prepared = self.store.prepare(height.0, &outcome.writes)?;
                     Ok((outcome, prepared))
-                });
-            let bad = verifier
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (speculated, bad)
-        });
+                })
+            },
+            || verify_txs(chain, txs, to_check),
+        );
         if bad.is_empty() {
             let (outcome, prepared) = speculated?;
             return Ok((outcome, Some(prepared)));

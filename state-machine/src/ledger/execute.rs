@@ -142,8 +142,9 @@ pub(crate) fn verify_txs(
         .iter()
         .map(|&i| txs[i].tx.signed_bytes(chain))
         .collect();
-    let mut owners = Vec::new();
-    let mut items: Vec<VerifyItem<'_>> = Vec::new();
+    let count: usize = indices.iter().map(|&i| txs[i].tx.signatures.len()).sum();
+    let mut owners = Vec::with_capacity(count);
+    let mut items: Vec<VerifyItem<'_>> = Vec::with_capacity(count);
     for (&i, signed) in indices.iter().zip(&signed) {
         for (sig_index, item) in txs[i].tx.verify_items(signed).enumerate() {
             owners.push((i, sig_index));

@@ -1,10 +1,18 @@
 //! The state a block executes against: committed state underneath, the
 //! block's writes above it, and the current transaction's writes on top, so a
 //! failing transaction can be dropped whole while the fee it paid stays.
+//!
+//! The block's layers are hash maps that remember insertion order
+//! (`IndexMap`): a block of 10,000 settlements holds tens of thousands of
+//! accounts and records, and a B-tree lookup among them compared long
+//! shared key prefixes over and over. Nothing depends on their order but
+//! [`Working::into_writes`], which sorts; and their order is the order of
+//! the block's operations anyway, never a hasher's.
 
 use std::collections::BTreeMap;
 
 use commons_types::{PublicKey, TypesError};
+use indexmap::IndexMap;
 
 use crate::LedgerError;
 use crate::ledger::state::{Account, decode_u64, encode_u64, key};
@@ -25,15 +33,15 @@ pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 #[derive(Debug, Default)]
 struct Layer {
-    accounts: BTreeMap<PublicKey, Account>,
-    raw: Writes,
+    accounts: IndexMap<PublicKey, Account>,
+    raw: IndexMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 /// Committed state plus a block layer plus a transaction layer.
 pub struct Working<'a> {
     base: &'a dyn StateRead,
     /// Accounts decoded from `base`, unmodified: saves decoding twice.
-    loaded: BTreeMap<PublicKey, Account>,
+    loaded: IndexMap<PublicKey, Account>,
     block: Layer,
     tx: Layer,
 }
@@ -51,7 +59,7 @@ impl<'a> Working<'a> {
     pub fn new(base: &'a dyn StateRead) -> Working<'a> {
         Working {
             base,
-            loaded: BTreeMap::new(),
+            loaded: IndexMap::new(),
             block: Layer::default(),
             tx: Layer::default(),
         }
@@ -133,26 +141,46 @@ impl<'a> Working<'a> {
 
     /// Keeps the current transaction's writes.
     pub fn commit_tx(&mut self) {
-        let tx = std::mem::take(&mut self.tx);
-        self.block.accounts.extend(tx.accounts);
-        self.block.raw.extend(tx.raw);
+        // Drained, not replaced: the next transaction reuses the layer's
+        // allocations.
+        self.block.accounts.extend(self.tx.accounts.drain(..));
+        self.block.raw.extend(self.tx.raw.drain(..));
     }
 
     /// Drops the current transaction's writes.
     pub fn discard_tx(&mut self) {
-        self.tx = Layer::default();
+        self.tx.accounts.clear();
+        self.tx.raw.clear();
     }
 
     /// The block's writes, in key order. Uncommitted transaction writes are a
-    /// bug at this point.
+    /// bug at this point. A key written both as an account and as a raw key
+    /// (nothing does) keeps the account.
     pub fn into_writes(self) -> Writes {
         assert!(self.tx.accounts.is_empty(), "transaction layer left open");
         assert!(self.tx.raw.is_empty(), "transaction layer left open");
-        let mut writes = self.block.raw;
-        for (id, account) in self.block.accounts {
-            writes.insert(key::account(&id), Some(account.encode()));
-        }
-        writes
+        // Each entry with its layer's rank (raw 0, accounts 1), so that of
+        // two entries for one key the account's sorts last and is kept.
+        let mut writes: Vec<(Vec<u8>, u8, Option<Vec<u8>>)> =
+            Vec::with_capacity(self.block.raw.len() + self.block.accounts.len());
+        writes.extend(self.block.raw.into_iter().map(|(k, v)| (k, 0, v)));
+        writes.extend(
+            self.block
+                .accounts
+                .into_iter()
+                .map(|(id, account)| (key::account(&id), 1, Some(account.encode()))),
+        );
+        writes.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        writes.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                std::mem::swap(later, earlier);
+                true
+            } else {
+                false
+            }
+        });
+        // Sorted and distinct: the map is built in one pass.
+        writes.into_iter().map(|(k, _, v)| (k, v)).collect()
     }
 }
 

@@ -224,13 +224,16 @@ pub struct MerkleStore {
 }
 
 /// Values of the latest version that were read recently, by key (`None`:
-/// read and absent), so the ledger's reads of the accounts a block touches
-/// skip the key hash, the walk down the tree, the backend lookup and the
-/// value hash check. Entries are only ever valid for the latest version:
+/// deleted since it was read), so the ledger's reads of the accounts a block
+/// touches skip the key hash, the walk down the tree, the backend lookup and
+/// the value hash check. Entries are only ever valid for the latest version:
 /// after each applied version, the keys it wrote are refreshed with their
 /// new values (keys not yet cached are not added, so applying writes costs
-/// nothing when nobody reads). Reads at older versions bypass it. Bounded
-/// by [`LATEST_VALUES_CACHE_BYTES`]: when full, it starts over empty.
+/// nothing when nobody reads). A key read absent is not remembered: such
+/// reads are mostly of keys about to be created once (a new trade's
+/// record), which would fill the cache and make every refresh slower.
+/// Reads at older versions bypass it. Bounded by
+/// [`LATEST_VALUES_CACHE_BYTES`]: when full, it starts over empty.
 #[derive(Default)]
 struct LatestValues {
     entries: HashMap<Vec<u8>, Option<Arc<[u8]>>>,
@@ -260,13 +263,17 @@ impl LatestValues {
     fn remember(&mut self, key: &[u8], value: Option<&[u8]>) {
         let cost = Self::cost(key, value);
         if self.bytes.saturating_add(cost) > LATEST_VALUES_CACHE_BYTES {
-            self.entries.clear();
-            self.bytes = 0;
+            self.clear();
         }
         if let Some(old) = self.entries.insert(key.to_vec(), value.map(Arc::from)) {
             self.bytes = self.bytes.saturating_sub(Self::cost(key, old.as_deref()));
         }
         self.bytes += cost;
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
     }
 
     /// After a version is written: its writes become the cached values of
@@ -284,8 +291,7 @@ impl LatestValues {
             }
         }
         if self.bytes > LATEST_VALUES_CACHE_BYTES {
-            self.entries.clear();
-            self.bytes = 0;
+            self.clear();
         }
     }
 }
@@ -461,8 +467,8 @@ impl MerkleStore {
             Some(leaf) => Some(self.read_value(leaf)?),
             None => None,
         };
-        if latest {
-            self.latest_values().remember(key, value.as_deref());
+        if latest && let Some(value) = &value {
+            self.latest_values().remember(key, Some(value));
         }
         Ok(value)
     }
@@ -823,11 +829,47 @@ impl MerkleStore {
             Some(version),
             self.latest.map_or(Some(0), |v| v.checked_add(1))
         );
-        self.backend.write(batch)?;
+        // The cache of latest values is refreshed while the batch is written
+        // (no reader can look at it meanwhile: this holds `&mut self`). If
+        // the write fails, the cache is emptied, which is always correct.
+        // The refresh gets a thread of its own rather than rayon's pool,
+        // where in a node it could queue behind a batch of signature checks;
+        // it runs inline if the version is small or no thread can start.
+        let backend = &self.backend;
+        let cache = &self.latest_values;
+        let refresh = || {
+            cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .refresh(writes)
+        };
+        let written = std::thread::scope(|scope| {
+            let refreshing = if writes.len() >= tree::PARALLEL_OPS_MIN {
+                std::thread::Builder::new()
+                    .name("store-cache".into())
+                    .spawn_scoped(scope, refresh)
+                    .ok()
+            } else {
+                None
+            };
+            let written = backend.write(batch);
+            match refreshing {
+                Some(thread) => {
+                    if let Err(panic) = thread.join() {
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+                None => refresh(),
+            }
+            written
+        });
+        if let Err(error) = written {
+            self.latest_values().clear();
+            return Err(error);
+        }
         let root = Hash(tree.hash());
         self.trees.insert(version, tree);
         self.latest = Some(version);
-        self.latest_values().refresh(writes);
         self.oldest = oldest;
         self.drop_old_trees();
         tracing::debug!(height = version, %root, "state version applied");

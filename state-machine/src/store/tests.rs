@@ -379,7 +379,7 @@ fn reads_at_the_latest_version_follow_every_write() {
     store
         .apply(0, &writes_of(&[("account/a", Some("one"))]))
         .unwrap();
-    // Cached: present, and absent.
+    // Cached when present; read from the tree when absent.
     assert_eq!(store.get(0, &key).unwrap(), Some(b"one".to_vec()));
     assert_eq!(store.get(0, &other).unwrap(), None);
     store
@@ -408,6 +408,97 @@ fn reads_at_the_latest_version_follow_every_write() {
         .unwrap();
     assert_eq!(store.get(3, &key).unwrap(), Some(b"back".to_vec()));
     assert_eq!(store.get(2, &key).unwrap(), None);
+}
+
+/// A memory backend whose writes fail while `failing` is set.
+#[derive(Debug)]
+struct FailingWrites {
+    inner: MemoryBackend,
+    failing: AtomicBool,
+}
+
+impl Backend for FailingWrites {
+    fn get(&self, column: &Column, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get(column, key)
+    }
+
+    fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(StoreError::corrupt("test backend", "write refused"));
+        }
+        self.inner.write(batch)
+    }
+
+    fn scan(&self, column: &Column, from: &[u8], limit: usize) -> Result<Entries, StoreError> {
+        self.inner.scan(column, from, limit)
+    }
+
+    fn scan_keys(
+        &self,
+        column: &Column,
+        prefix: &[u8],
+        from: &[u8],
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.inner.scan_keys(column, prefix, from, limit)
+    }
+
+    fn has_column(&self, column: &Column) -> bool {
+        self.inner.has_column(column)
+    }
+}
+
+#[test]
+fn a_failed_write_leaves_no_new_value_in_the_cache() {
+    let backend = Arc::new(FailingWrites {
+        inner: MemoryBackend::new(&[]),
+        failing: AtomicBool::new(false),
+    });
+    let config = StoreConfig {
+        prune_in_background: false,
+        ..StoreConfig::default()
+    };
+    let mut store = MerkleStore::open(backend.clone(), config).unwrap();
+    // Small versions refresh the cache inline; large ones (at least the
+    // tree's parallel threshold) on a thread beside the write.
+    let filler = |version: usize, n: usize| -> Writes {
+        (0..n)
+            .map(|i| {
+                (
+                    format!("filler/{i}").into_bytes(),
+                    Some(version.to_string().into_bytes()),
+                )
+            })
+            .collect()
+    };
+    for (version, n) in [(0u64, 1usize), (1, 2 * tree::PARALLEL_OPS_MIN)] {
+        let mut writes = filler(version as usize, n);
+        writes.insert(b"account/a".to_vec(), Some(b"kept".to_vec()));
+        store.apply(version, &writes).unwrap();
+        assert_eq!(
+            store.get(version, b"account/a").unwrap(),
+            Some(b"kept".to_vec())
+        );
+        assert_eq!(
+            store.get(version, b"filler/0").unwrap(),
+            Some(version.to_string().into_bytes())
+        );
+
+        backend.failing.store(true, Ordering::SeqCst);
+        let mut refused = filler(9, n);
+        refused.insert(b"account/a".to_vec(), Some(b"lost".to_vec()));
+        assert!(store.apply(version + 1, &refused).is_err());
+        backend.failing.store(false, Ordering::SeqCst);
+        assert_eq!(store.latest_version(), Some(version));
+        assert_eq!(
+            store.get(version, b"account/a").unwrap(),
+            Some(b"kept".to_vec())
+        );
+        assert_eq!(
+            store.get(version, b"filler/0").unwrap(),
+            Some(version.to_string().into_bytes())
+        );
+    }
 }
 
 #[test]
