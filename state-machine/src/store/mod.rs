@@ -255,17 +255,20 @@ impl LatestValues {
         key.len() + value.map_or(0, <[u8]>::len) + 64
     }
 
-    /// `Some(value)` if `key` is cached (`value` may be `None`: absent).
+    /// `Some(value)` if `key` is cached (`value` is `None` if a version
+    /// deleted it since it was read).
     fn get(&self, key: &[u8]) -> Option<Option<Arc<[u8]>>> {
         self.entries.get(key).cloned()
     }
 
-    fn remember(&mut self, key: &[u8], value: Option<&[u8]>) {
-        let cost = Self::cost(key, value);
+    /// Caches the value `key` was read with (reads of absent keys are not
+    /// remembered).
+    fn remember(&mut self, key: &[u8], value: &[u8]) {
+        let cost = Self::cost(key, Some(value));
         if self.bytes.saturating_add(cost) > LATEST_VALUES_CACHE_BYTES {
             self.clear();
         }
-        if let Some(old) = self.entries.insert(key.to_vec(), value.map(Arc::from)) {
+        if let Some(old) = self.entries.insert(key.to_vec(), Some(Arc::from(value))) {
             self.bytes = self.bytes.saturating_sub(Self::cost(key, old.as_deref()));
         }
         self.bytes += cost;
@@ -468,7 +471,7 @@ impl MerkleStore {
             None => None,
         };
         if latest && let Some(value) = &value {
-            self.latest_values().remember(key, Some(value));
+            self.latest_values().remember(key, value);
         }
         Ok(value)
     }

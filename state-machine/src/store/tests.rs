@@ -504,7 +504,7 @@ fn the_cache_of_latest_values_stays_within_its_budget() {
     let value = vec![7u8; 1 << 20];
     let entries = LATEST_VALUES_CACHE_BYTES / value.len() + 4;
     for i in 0..entries {
-        cache.remember(format!("key/{i}").as_bytes(), Some(&value));
+        cache.remember(format!("key/{i}").as_bytes(), &value);
         assert!(cache.bytes <= LATEST_VALUES_CACHE_BYTES);
         let counted: usize = cache
             .entries
