@@ -6,6 +6,7 @@
 //! key_file = "validator.key"      # relative paths are relative to the home
 //! genesis_file = "genesis.json"
 //! data_dir = "data"               # the node's one RocksDB lives in here
+//! compute_threads = 2             # signature checks, hashing; default: one per core
 //!
 //! [p2p]
 //! listen = "127.0.0.1:26656"
@@ -139,6 +140,12 @@ pub struct NodeConfig {
     pub key_file: PathBuf,
     pub genesis_file: PathBuf,
     pub data_dir: PathBuf,
+    /// Threads for the node's parallel work: batch signature verification
+    /// and state hashing. Default: one per core. Validators that share a
+    /// machine (a devnet) each get their share of its cores, so their pools
+    /// do not contend for the same cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_threads: Option<usize>,
     pub p2p: P2pConfig,
     pub grpc: ListenConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,6 +161,7 @@ impl NodeConfig {
             key_file: PathBuf::from("validator.key"),
             genesis_file: PathBuf::from("genesis.json"),
             data_dir: PathBuf::from("data"),
+            compute_threads: None,
             p2p: P2pConfig {
                 listen: p2p,
                 dial_genesis_validators: true,
@@ -177,6 +185,17 @@ impl NodeConfig {
     }
 
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        if let Some(threads) = self.compute_threads
+            && !(1..=limits::MAX_COMPUTE_THREADS).contains(&threads)
+        {
+            return Err(ConfigError::invalid(
+                path,
+                format!(
+                    "compute_threads = {threads}: must be between 1 and {}",
+                    limits::MAX_COMPUTE_THREADS
+                ),
+            ));
+        }
         if let Some(ms) = self.consensus.round_timeout_ms
             && !(50..=60_000).contains(&ms)
         {
@@ -424,5 +443,23 @@ mod tests {
         let text = c.to_toml().replace("min_block_interval_ms = 50\n", "");
         let back: NodeConfig = toml::from_str(&text).unwrap();
         assert_eq!(back.consensus.min_block_interval_ms, 20);
+    }
+
+    #[test]
+    fn compute_threads_is_optional_and_bounded() {
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let path = Path::new("config.toml");
+        let mut c = NodeConfig::new(addr, addr, None);
+        assert_eq!(c.compute_threads, None);
+        assert!(!c.to_toml().contains("compute_threads"));
+        c.compute_threads = Some(1);
+        assert!(c.check(path).is_ok());
+        let back: NodeConfig = toml::from_str(&c.to_toml()).unwrap();
+        assert_eq!(back.compute_threads, Some(1));
+        for bad in [0, limits::MAX_COMPUTE_THREADS + 1] {
+            c.compute_threads = Some(bad);
+            let error = c.check(path).unwrap_err().to_string();
+            assert!(error.contains("compute_threads"), "{error}");
+        }
     }
 }

@@ -226,6 +226,7 @@ pub fn write_devnet(opts: &DevnetOptions) -> Result<Vec<DevnetNode>, SetupError>
         .validate()
         .map_err(|e| SetupError::Invalid(format!("genesis: {e}")))?;
     let genesis_json = genesis.to_json();
+    let compute_threads = devnet_compute_threads(nodes.len());
     for (node, key) in nodes.iter().zip(&keys) {
         if node.home.join(CONFIG_FILE).exists() {
             return Err(ConfigError::Exists {
@@ -236,11 +237,21 @@ pub fn write_devnet(opts: &DevnetOptions) -> Result<Vec<DevnetNode>, SetupError>
         std::fs::create_dir_all(&node.home).map_err(io(&node.home))?;
         let mut config = NodeConfig::new(node.p2p, node.grpc, Some(node.metrics));
         config.consensus.round_timeout_ms = opts.round_timeout_ms;
+        config.compute_threads = Some(compute_threads);
         config::write_key(&node.home.join(&config.key_file), key)?;
         config::write_new(&node.home.join(&config.genesis_file), &genesis_json)?;
         config::write_new(&node.home.join(CONFIG_FILE), &config.to_toml())?;
     }
     Ok(nodes)
+}
+
+/// Each of a devnet's validators gets an equal share of this machine's cores
+/// (at least one) for its compute pool: with one pool per validator, all of
+/// them one thread per core, signature batches would run on several times
+/// more threads than cores, each switch costing the verifier its caches.
+fn devnet_compute_threads(validators: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (cores / validators.max(1)).max(1)
 }
 
 /// Reads back the validators of a devnet written by [`write_devnet`].

@@ -101,6 +101,9 @@ pub const SUBSCRIBE_BUFFER_BLOCKS: usize = 256;
 pub const WAIT_COMMITTED_MS_MAX: u64 = 60_000;
 pub const WAIT_COMMITTED_MS_DEFAULT: u64 = 10_000;
 
+/// Most threads `compute_threads` may ask for.
+pub const MAX_COMPUTE_THREADS: usize = 1024;
+
 /// Key file size: a hex seed and a newline. Anything bigger is not a key file.
 pub const MAX_KEY_FILE_BYTES: u64 = 1024;
 

@@ -162,6 +162,12 @@ fn main() -> Result<()> {
         }
         Command::Start { home } => {
             let home = Home::load(&home)?;
+            if let Some(threads) = home.config.compute_threads {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build_global()
+                    .context("starting the compute thread pool")?;
+            }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()

@@ -137,7 +137,14 @@ pub fn verify_all_ok(items: &[VerifyItem<'_>]) -> bool {
 fn chunk_len(n: usize, threads: usize) -> usize {
     // Eight chunks per thread lets work stealing absorb one chunk that needs
     // bisection; the bounds keep batches efficient and bisection cheap.
-    let per_chunk = n.div_ceil(threads.max(1) * 8);
+    // With one thread there is nothing to steal or share: chunks as large
+    // as the bound allows, since a batch's cost per signature falls with
+    // its size (BENCHMARKS.md, "Signature verification").
+    let per_chunk = if threads <= 1 {
+        n
+    } else {
+        n.div_ceil(threads * 8)
+    };
     per_chunk.clamp(limits::BATCH_CHUNK_MIN, limits::BATCH_CHUNK_MAX)
 }
 
@@ -270,6 +277,10 @@ mod tests {
         assert_eq!(chunk_len(8192, 2), limits::BATCH_CHUNK_MAX);
         assert_eq!(chunk_len(1_000_000, 2), limits::BATCH_CHUNK_MAX);
         assert_eq!(chunk_len(100, 64), limits::BATCH_CHUNK_MIN);
+        // One thread: one batch as large as the bound allows.
+        assert_eq!(chunk_len(300, 1), 300);
+        assert_eq!(chunk_len(10, 1), limits::BATCH_CHUNK_MIN);
+        assert_eq!(chunk_len(4096, 1), limits::BATCH_CHUNK_MAX);
     }
 
     #[test]

@@ -164,14 +164,20 @@ impl Cluster {
         )
         .unwrap();
         let chain = genesis.chain_id.clone();
-        Cluster {
+        let cluster = Cluster {
             dir,
             nodes,
             procs: Vec::new(),
             genesis,
             chain,
             base_port: base,
+        };
+        // The devnet shares this machine's cores among its validators.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for i in 0..n {
+            assert_eq!(cluster.config(i).compute_threads, Some((cores / n).max(1)));
         }
+        cluster
     }
 
     /// Writes the home of one more node with `commons-node init`, joining
@@ -197,7 +203,10 @@ impl Cluster {
         assert!(status.success(), "commons-node init failed");
         // The same liveness settings as the devnet's validators.
         let template = self.config(0);
-        self.edit_config_at(&home, |c| c.consensus = template.consensus.clone());
+        self.edit_config_at(&home, |c| {
+            c.consensus = template.consensus.clone();
+            c.compute_threads = template.compute_threads;
+        });
         let key = commons_node::config::read_key(&home.join("validator.key")).unwrap();
         self.nodes.push(DevnetNode {
             home,
