@@ -56,11 +56,6 @@ impl RocksBackend {
             let mut options = Options::default();
             options.set_block_based_table_factory(&table);
             options.set_write_buffer_size(tuning.write_buffer_bytes);
-            // A bloom filter over the memtable's whole keys: a point read of
-            // an absent key (the node checks each committed transaction's
-            // id in its tx index) skips the skip-list search.
-            options.set_memtable_whole_key_filtering(true);
-            options.set_memtable_prefix_bloom_ratio(0.02);
             // Hashes do not compress; values and extra data (blocks) may.
             options.set_compression_type(if compress {
                 DBCompressionType::Lz4
@@ -94,6 +89,13 @@ impl RocksBackend {
                     // where a skip list pays a search of cold memory per key;
                     // a scan sorts a copy of it once per page instead.
                     options.set_memtable_factory(MemtableFactory::Vector);
+                } else {
+                    // A bloom filter over the memtable's whole keys: a point
+                    // read of an absent key (the node looks up each committed
+                    // transaction's id in its tx index) skips the skip-list
+                    // search.
+                    options.set_memtable_whole_key_filtering(true);
+                    options.set_memtable_prefix_bloom_ratio(0.02);
                 }
                 ColumnFamilyDescriptor::new(name, options)
             })
