@@ -94,24 +94,6 @@ impl VerifiedTxs for NoneVerified {
     }
 }
 
-/// Executes the transactions `txs` of the block at `height` on top of
-/// `base` (the state after `height - 1`): verifies the signatures that
-/// `verified` does not vouch for, then runs the block. [`Ledger`] runs the
-/// same two steps overlapped (see `Ledger::execute_with`).
-///
-/// [`Ledger`]: crate::ledger::Ledger
-pub fn execute_block(
-    base: &dyn StateRead,
-    chain: &ChainId,
-    height: Height,
-    txs: &[PreparedTx],
-    verified: &dyn VerifiedTxs,
-) -> Result<BlockOutcome, LedgerError> {
-    check_block_size(txs)?;
-    let bad = verify_txs(chain, txs, &unverified(txs, verified));
-    execute_verified(base, chain, height, txs, &bad)
-}
-
 pub(crate) fn check_block_size(txs: &[PreparedTx]) -> Result<(), LedgerError> {
     if txs.len() > limits::MAX_BLOCK_TXS {
         return Err(LedgerError::BlockTooLarge {

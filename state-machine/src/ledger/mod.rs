@@ -16,7 +16,7 @@ pub mod working;
 
 pub use action::{Action, TxBody, decode_body};
 pub use chain::{Executed, Ledger, StoreView};
-pub use execute::{BlockOutcome, NoneVerified, PreparedTx, VerifiedTxs, execute_block};
+pub use execute::{BlockOutcome, NoneVerified, PreparedTx, VerifiedTxs};
 pub use genesis::{Genesis, GenesisAccount, GenesisValidator};
 pub use params::LedgerParams;
 pub use receipt::{Receipt, merkle_root};
