@@ -21,7 +21,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use commons_proto::v1 as api;
 use commons_types::ChainId;
@@ -83,14 +83,27 @@ const INVALID: u8 = 2;
 const DUPLICATE: u8 = 3;
 const BACKPRESSURE: u8 = 4;
 
+/// The wall clock in Unix microseconds (0 if it reads before 1970).
+fn unix_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
 /// Per-settlement fate, shared by the senders, their answer readers and the
 /// commit watcher. Times are microseconds since `start`, plus one, so that
 /// zero means "not yet".
 #[derive(Debug)]
 struct Track {
     start: Instant,
+    /// `start` on the wall clock, in Unix microseconds: block timestamps
+    /// (the proposing leader's wall clock, in Unix milliseconds) are placed
+    /// on the same axis with it. Nodes and bench share the machine's clock.
+    start_unix_us: u64,
     sent_us: Vec<AtomicU64>,
     committed_us: Vec<AtomicU64>,
+    /// The timestamp of the block that committed each settlement.
+    proposed_us: Vec<AtomicU64>,
     state: Vec<AtomicU8>,
     sent: AtomicU64,
     accepted: AtomicU64,
@@ -107,8 +120,10 @@ impl Track {
     fn new(n: usize) -> Track {
         Track {
             start: Instant::now(),
+            start_unix_us: unix_us(),
             sent_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
             committed_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            proposed_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
             state: (0..n).map(|_| AtomicU8::new(NONE)).collect(),
             sent: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
@@ -124,6 +139,14 @@ impl Track {
 
     fn now_us(&self) -> u64 {
         u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// A Unix-millisecond wall-clock time on `now_us`'s axis (at least 1).
+    fn wall_ms_to_us(&self, unix_ms: u64) -> u64 {
+        unix_ms
+            .saturating_mul(1000)
+            .saturating_sub(self.start_unix_us)
+            .saturating_add(1)
     }
 
     fn error(&self, e: String) {
@@ -360,6 +383,7 @@ async fn watch_commits(
             }
         };
         let now = track.now_us();
+        let proposed = track.wall_ms_to_us(block.timestamp_ms);
         let mut ours = 0usize;
         for tx in &block.txs {
             if let Some(k) = corpus.index_of(&tx.tx_id) {
@@ -368,6 +392,7 @@ async fn watch_commits(
                     .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
                     .is_ok()
                 {
+                    track.proposed_us[k as usize].store(proposed, Ordering::Relaxed);
                     track.committed.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -618,6 +643,8 @@ pub async fn run(opts: LoadOptions) -> Result<Report, LoadError> {
         ..Report::default()
     };
     let mut latencies_ms = Vec::new();
+    let mut to_block_ms = Vec::new();
+    let mut block_to_final_ms = Vec::new();
     for k in 0..corpus.len() {
         let sent = track.sent_us[k].load(Ordering::Relaxed);
         if sent == 0 {
@@ -642,6 +669,10 @@ pub async fn run(opts: LoadOptions) -> Result<Report, LoadError> {
                 report.committed += 1;
             }
             latencies_ms.push(committed.saturating_sub(sent) as f64 / 1000.0);
+            // Millisecond timestamps: each part is exact to within 1 ms.
+            let proposed = track.proposed_us[k].load(Ordering::Relaxed);
+            to_block_ms.push(proposed.saturating_sub(sent) as f64 / 1000.0);
+            block_to_final_ms.push(committed.saturating_sub(proposed) as f64 / 1000.0);
         }
     }
     report.rejected = report.rejected_invalid + report.rejected_duplicate;
@@ -656,6 +687,12 @@ pub async fn run(opts: LoadOptions) -> Result<Report, LoadError> {
     report.latency_ms_p90 = stats::percentile(&latencies_ms, 90.0);
     report.latency_ms_p99 = stats::percentile(&latencies_ms, 99.0);
     report.latency_ms_max = latencies_ms.last().copied();
+    to_block_ms.sort_by(f64::total_cmp);
+    block_to_final_ms.sort_by(f64::total_cmp);
+    report.to_block_ms_p50 = stats::percentile(&to_block_ms, 50.0);
+    report.to_block_ms_p99 = stats::percentile(&to_block_ms, 99.0);
+    report.block_to_final_ms_p50 = stats::percentile(&block_to_final_ms, 50.0);
+    report.block_to_final_ms_p99 = stats::percentile(&block_to_final_ms, 99.0);
     {
         let blocks = track.blocks.lock().unwrap_or_else(|p| p.into_inner());
         let in_window: Vec<&(u64, usize)> = blocks

@@ -43,6 +43,15 @@ pub struct Report {
     pub latency_ms_p90: Option<f64>,
     pub latency_ms_p99: Option<f64>,
     pub latency_ms_max: Option<f64>,
+    /// The latency in two parts, split at the timestamp of the block that
+    /// committed the settlement (its leader's clock when it proposed):
+    /// submission to that proposal (admission, gossip, waiting for a
+    /// leader), and that proposal to finality (votes, the certifying child,
+    /// execution, delivery). Percentiles of each part separately.
+    pub to_block_ms_p50: Option<f64>,
+    pub to_block_ms_p99: Option<f64>,
+    pub block_to_final_ms_p50: Option<f64>,
+    pub block_to_final_ms_p99: Option<f64>,
     /// Committed blocks seen in the window and their mean size.
     pub blocks: u64,
     pub txs_per_block: f64,
@@ -124,6 +133,22 @@ impl Report {
                     ms(self.latency_ms_p90),
                     ms(self.latency_ms_p99),
                     ms(self.latency_ms_max)
+                ),
+            ),
+            (
+                "to proposal p50 / p99".into(),
+                format!(
+                    "{} / {}",
+                    ms(self.to_block_ms_p50),
+                    ms(self.to_block_ms_p99)
+                ),
+            ),
+            (
+                "proposal to final p50 / p99".into(),
+                format!(
+                    "{} / {}",
+                    ms(self.block_to_final_ms_p50),
+                    ms(self.block_to_final_ms_p99)
                 ),
             ),
             (

@@ -17,7 +17,11 @@
 //!    each [`Ready`], in this order: **persist** `persist` durably (the record
 //!    and the QCs atomically), **then send** `messages`, then apply
 //!    `committed` in order, then answer `requests` (as later inputs) and hand
-//!    `evidence` to the application. A vote, timeout or proposal sent before
+//!    `evidence` to the application. Applying may wait until the answers
+//!    have been fed back (so a vote does not wait for execution), provided
+//!    an answer that reads the applied state applies what it needs first;
+//!    the core only needs each block applied once, in order, before
+//!    [`Request::NeedValidatorSet`] is answered. A vote, timeout or proposal sent before
 //!    its record is durable can make a restarted replica sign a conflicting
 //!    one. The core asserts its side: every vote, timeout or proposal it
 //!    releases is covered by a record released in the same or an earlier

@@ -166,6 +166,10 @@ pub enum Request {
 /// 4. answer `requests` (later, as inputs), and hand `evidence` to the
 ///    application.
 ///
+/// Steps 3 and 4 may swap (see the crate's driver contract): applying can
+/// wait until the answers are fed back, as long as an answer that needs
+/// the applied state applies first.
+///
 /// Sending a vote, timeout or proposal before its record is durable could
 /// let a restarted replica sign a different one for the same round: a
 /// double vote, or two proposals (evidence against an honest validator).

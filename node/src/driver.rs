@@ -6,11 +6,19 @@
 //! 1. persist the record, QCs and blocks in one fsynced batch
 //!    ([`storage::persist`]),
 //! 2. then queue its messages on the transport,
-//! 3. then apply its committed blocks in order, each with its receipts, tx
-//!    index, height index and last-applied marker in the same atomic batch as
-//!    its state version,
+//! 3. then queue its committed blocks, to be applied in order, each with its
+//!    receipts, tx index, height index and last-applied marker in the same
+//!    atomic batch as its state version,
 //! 4. then answer its requests as later inputs, and turn evidence into an
 //!    `Evidence` transaction.
+//!
+//! The queued blocks are applied once the answers are fed back: a
+//! proposal's certificate commits its grandparent, and executing that
+//! block before validating and voting put execution on every round's
+//! critical path. Proposals attest a state one block older instead (see
+//! `Application::propose`), so voters have it. A validator that leads the
+//! next round also holds its applying back until it has proposed (see
+//! [`Driver::proposal_due`]).
 //!
 //! Inputs arrive on channels: peer messages and gossip from the transport,
 //! submissions from the gRPC API, and the timer at `poll_deadline`. Block
@@ -29,12 +37,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use commons_consensus::{
     Block, Destination, Evidence, Input, Message, Millis, Ready, Reject, Replica, Request,
-    SyncRequest, SyncResponse,
+    SyncRequest, SyncResponse, Timeout,
 };
 use commons_state_machine::ledger::{LedgerParams, Receipt, VerifiedTxs, Working};
-use commons_state_machine::{AdmitError, Application, LedgerError};
+use commons_state_machine::{AdmitError, Application, LedgerError, Payload, PayloadError};
 use commons_types::tx::{SignedTx, pb};
-use commons_types::{ChainId, Hash, Height, PublicKey, SecretKey};
+use commons_types::{ChainId, Hash, Height, PublicKey, Round, SecretKey};
 use prost::Message as _;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, trace, warn};
@@ -183,6 +191,19 @@ pub struct Driver {
     /// until when at most (see [`limits::ADMIT_LINGER_MS`]).
     lingering: Admission,
     linger_until: Option<Millis>,
+    /// Committed blocks not yet applied, in height order. A `Ready`'s
+    /// committed blocks are applied once the answers it asked for have been
+    /// fed back to the core (see [`Driver::drain`]), so that a vote or a
+    /// proposal never waits for execution.
+    to_apply: VecDeque<Block>,
+    /// When the queued blocks must be applied at the latest, however busy
+    /// the proposal path is.
+    apply_by: Option<Millis>,
+    /// The last round this validator proposed in.
+    last_proposal_round: Round,
+    /// The highest round this validator sent a timeout for: the core
+    /// resends a timeout until the round ends, and only the first counts.
+    last_timeout_round: Round,
 }
 
 impl Driver {
@@ -207,6 +228,10 @@ impl Driver {
             delayed_payload_min: Millis::ZERO,
             lingering: Admission::default(),
             linger_until: None,
+            last_timeout_round: Round::ZERO,
+            to_apply: VecDeque::new(),
+            apply_by: None,
+            last_proposal_round: Round::ZERO,
         }
     }
 
@@ -226,6 +251,7 @@ impl Driver {
                 self.replica.poll_deadline(),
                 self.delayed_payload.as_ref().map(|(at, _)| *at),
                 self.linger_until,
+                self.apply_by,
             ]
             .into_iter()
             .flatten()
@@ -576,18 +602,31 @@ impl Driver {
 
     fn drain(&mut self) -> Result<(), DriverError> {
         // Bounded: each answer is produced by a request of a Ready, and the
-        // core asks at most a few questions per input.
+        // core asks at most a few questions per input. Committed blocks are
+        // applied when no answer is left to feed back: the vote for a
+        // proposal (whose certificate committed them) goes out first. A
+        // block a proposal attests to is older than the ones its
+        // certificate commits (see `Application::propose`), and a request
+        // that does need them applies them first (see `answer`).
         loop {
             while let Some(ready) = self.replica.poll_ready() {
                 self.on_ready(ready)?;
             }
-            let Some(answer) = self.answers.pop_front() else {
-                break;
-            };
-            if let Err(e) = self.replica.handle(now_ms(), answer) {
-                // An answer can go stale (the round moved on): harmless.
-                debug!(error = %e, "answer refused");
+            if let Some(answer) = self.answers.pop_front() {
+                if let Err(e) = self.replica.handle(now_ms(), answer) {
+                    // An answer can go stale (the round moved on): harmless.
+                    debug!(error = %e, "answer refused");
+                }
+                continue;
             }
+            if self.to_apply.is_empty() {
+                self.apply_by = None;
+                break;
+            }
+            if self.proposal_due() && self.apply_by.is_some_and(|by| now_ms() < by) {
+                break;
+            }
+            self.apply_pending()?;
         }
         self.shared
             .round
@@ -608,6 +647,13 @@ impl Driver {
         }
         // 2. Send.
         for out in &ready.messages {
+            match &out.message {
+                Message::Timeout(t) => self.on_timeout_sent(t),
+                Message::Proposal(p) => {
+                    self.last_proposal_round = self.last_proposal_round.max(p.block.round());
+                }
+                _ => {}
+            }
             let frame = transport::message_frame(&out.message);
             match &out.to {
                 Destination::Broadcast => {
@@ -623,10 +669,12 @@ impl Driver {
                 }
             }
         }
-        // 3. Apply committed blocks in order.
-        for block in &ready.committed {
-            self.apply(block)?;
+        // 3. Queue committed blocks, in order, to be applied once this
+        //    Ready's answers are in (see `drain`).
+        if !ready.committed.is_empty() && self.apply_by.is_none() {
+            self.apply_by = Some(now_ms().plus(limits::APPLY_DEFER_MS_MAX));
         }
+        self.to_apply.extend(ready.committed);
         // 4. Answer requests (as later inputs) and report evidence.
         for request in ready.requests {
             if let Some(answer) = self.answer(request)? {
@@ -635,6 +683,48 @@ impl Driver {
         }
         for evidence in ready.evidence {
             self.report_evidence(&evidence);
+        }
+        Ok(())
+    }
+
+    /// Counts and logs a round this validator timed out: each one costs the
+    /// chain a round timeout of waiting, so they explain latency spikes.
+    fn on_timeout_sent(&mut self, t: &Timeout) {
+        if t.round <= self.last_timeout_round {
+            return;
+        }
+        self.last_timeout_round = t.round;
+        self.shared.metrics.round_timeouts.inc();
+        info!(
+            epoch = t.epoch.0,
+            round = t.round.0,
+            leader = self.replica.leader(t.round).0,
+            high_qc_round = t.high_qc.round().0,
+            "round timed out"
+        );
+    }
+
+    /// Whether applying now would hold up the chain: this validator leads
+    /// the next round, so the votes of this one come to it, and its
+    /// certificate and proposal follow them at once. It then applies after
+    /// proposing (the votes for its proposal take a validation's time to
+    /// come back), or while its proposal waits for the block interval, or
+    /// at `apply_by` at the latest.
+    fn proposal_due(&self) -> bool {
+        let Some(me) = self.replica.index() else {
+            return false;
+        };
+        let round = self.replica.round();
+        self.delayed_payload.is_none()
+            && self.last_proposal_round < round
+            && self.replica.leader(round.next()) == me
+    }
+
+    /// Applies every committed block still queued, in order.
+    fn apply_pending(&mut self) -> Result<(), DriverError> {
+        self.apply_by = None;
+        while let Some(block) = self.to_apply.pop_front() {
+            self.apply(&block)?;
         }
         Ok(())
     }
@@ -695,7 +785,14 @@ impl Driver {
                 };
                 let parent_ms = self.replica.block(parent).map_or(0, |b| b.timestamp_ms());
                 let earliest = Millis(parent_ms).plus(self.min_block_interval_ms);
-                let idle = self.shared.read_app().mempool().is_empty();
+                // Transactions of committed blocks not yet applied still sit
+                // in the mempool; they are not counted as waiting.
+                let applying: usize = self
+                    .to_apply
+                    .iter()
+                    .map(|b| Payload::tx_count(b.payload()))
+                    .sum();
+                let idle = self.shared.read_app().mempool().len() <= applying;
                 let at = if idle && self.empty_block_interval_ms > 0 {
                     Millis(parent_ms).plus(self.empty_block_interval_ms)
                 } else {
@@ -710,7 +807,14 @@ impl Driver {
             }
             Request::ValidatePayload { block } => {
                 let parent = self.replica.block(&block.parent_id()).cloned();
-                let verdict = self.shared.write_app().validate(&block, parent.as_ref());
+                let mut verdict = self.shared.write_app().validate(&block, parent.as_ref());
+                if matches!(verdict, Err(PayloadError::StateNotExecuted { .. }))
+                    && !self.to_apply.is_empty()
+                {
+                    // It attests a block committed but not applied yet.
+                    self.apply_pending()?;
+                    verdict = self.shared.write_app().validate(&block, parent.as_ref());
+                }
                 if let Err(e) = &verdict {
                     debug!(height = block.height().0, round = block.round().0, error = %e, "payload refused");
                 }
@@ -724,6 +828,8 @@ impl Driver {
                 block_id,
                 height,
             } => {
+                // The set is the state after the epoch's last block.
+                self.apply_pending()?;
                 let app = self.shared.read_app();
                 if app.ledger().height() != height {
                     return Err(DriverError::Internal(format!(
@@ -763,7 +869,8 @@ impl Driver {
             return Ok(None);
         }
         let parent_block = self.replica.block(&parent).cloned();
-        let mut pending: Vec<Block> = Vec::new();
+        // Committed blocks not applied yet are still pending to the ledger.
+        let mut pending: Vec<Block> = self.to_apply.iter().cloned().collect();
         let committed = self.replica.committed_height();
         let mut cursor = parent_block.clone();
         while let Some(b) = cursor {

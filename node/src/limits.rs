@@ -101,6 +101,11 @@ pub const SUBSCRIBE_BUFFER_BLOCKS: usize = 256;
 pub const WAIT_COMMITTED_MS_MAX: u64 = 60_000;
 pub const WAIT_COMMITTED_MS_DEFAULT: u64 = 10_000;
 
+/// How long a leader about to propose may hold back applying committed
+/// blocks (see `Driver::proposal_due`): bounds how stale its state and
+/// its clients' commit notices get when the round does not end soon.
+pub const APPLY_DEFER_MS_MAX: u64 = 100;
+
 /// Most threads `compute_threads` may ask for.
 pub const MAX_COMPUTE_THREADS: usize = 1024;
 

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub invalid_messages: Counter,
     pub peers_disconnected_bad: Counter,
     pub evidence: Counter,
+    pub round_timeouts: Counter,
 }
 
 impl Metrics {
@@ -49,6 +50,7 @@ impl Metrics {
         let invalid_messages = Counter::default();
         let peers_disconnected_bad = Counter::default();
         let evidence = Counter::default();
+        let round_timeouts = Counter::default();
         registry.register(
             "height",
             "Last committed and executed height",
@@ -107,6 +109,11 @@ impl Metrics {
             "Equivocation evidence reported by consensus",
             evidence.clone(),
         );
+        registry.register(
+            "round_timeouts",
+            "Rounds this validator timed out (no certified proposal in time)",
+            round_timeouts.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             height,
@@ -123,6 +130,7 @@ impl Metrics {
             invalid_messages,
             peers_disconnected_bad,
             evidence,
+            round_timeouts,
         }
     }
 

@@ -85,6 +85,15 @@ impl Payload {
         Ok(Payload { state_height, txs })
     }
 
+    /// How many transactions an encoded payload carries, read from its
+    /// header alone; 0 when the header does not decode.
+    pub fn tx_count(bytes: &[u8]) -> usize {
+        let mut r = Reader::new(bytes, "block payload");
+        r.u64()
+            .and_then(|_| r.len(limits::MAX_BLOCK_TXS, 4))
+            .unwrap_or(0)
+    }
+
     /// The payload of the genesis root (no payload): state after genesis.
     fn of_block(block: Option<&Block>) -> Result<Payload, TypesError> {
         match block {
@@ -171,8 +180,10 @@ impl Application {
     }
 
     /// Answers `Request::NeedPayload`: the payload and state root of a block
-    /// extending `parent`, whose uncommitted ancestors (the parent included)
-    /// carry `pending`; their transactions are not proposed again.
+    /// extending `parent`. `pending` are the blocks not executed yet (the
+    /// uncommitted ancestors, the parent included, and committed blocks
+    /// still waiting to be applied); their transactions are not proposed
+    /// again.
     pub fn propose(
         &self,
         parent: Option<&Block>,
@@ -181,8 +192,24 @@ impl Application {
         let parent_payload = Payload::of_block(parent)
             .map_err(|e| LedgerError::Store(format!("parent payload does not decode: {e}")))?;
         let executed = self.ledger.height();
-        let (state_height, state_root) = if executed >= parent_payload.state_height {
-            (executed, self.ledger.state_root())
+        // At most the parent's height − 2: the block's certificate (for the
+        // parent) commits the grandparent, which voters execute only after
+        // they have voted, so the newest state they all hold is the one
+        // below it. Execution then stays off the voting path.
+        let attested = match parent {
+            Some(p) => executed.min(Height(p.height().0.saturating_sub(2))),
+            None => executed,
+        };
+        let (state_height, state_root) = if attested >= parent_payload.state_height {
+            let root = if attested == executed {
+                self.ledger.state_root()
+            } else {
+                self.ledger
+                    .store()
+                    .root(attested.0)
+                    .map_err(|e| LedgerError::Store(e.to_string()))?
+            };
+            (attested, root)
         } else {
             // Behind the parent: attest what the parent attested.
             let root = parent.map(Block::state_root).unwrap_or(Hash::ZERO);
@@ -349,6 +376,9 @@ mod tests {
             txs: vec![vec![1, 2, 3], vec![]],
         };
         assert_eq!(Payload::decode(&p.encode()).unwrap(), p);
+        assert_eq!(Payload::tx_count(&p.encode()), 2);
+        assert_eq!(Payload::tx_count(&[]), 0);
+        assert_eq!(Payload::tx_count(&p.encode()[..10]), 0);
         let mut w = Writer::new();
         w.u64(0).u32((limits::MAX_BLOCK_TXS + 1) as u32);
         assert!(Payload::decode(&w.finish()).is_err());
