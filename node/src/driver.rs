@@ -42,7 +42,7 @@ use commons_consensus::{
 use commons_state_machine::ledger::{LedgerParams, Receipt, VerifiedTxs, Working};
 use commons_state_machine::{AdmitError, Application, LedgerError, Payload, PayloadError};
 use commons_types::tx::{SignedTx, pb};
-use commons_types::{ChainId, Hash, Height, PublicKey, Round, SecretKey};
+use commons_types::{ChainId, Epoch, Hash, Height, PublicKey, Round, SecretKey};
 use prost::Message as _;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{debug, error, info, trace, warn};
@@ -199,11 +199,10 @@ pub struct Driver {
     /// When the queued blocks must be applied at the latest, however busy
     /// the proposal path is.
     apply_by: Option<Millis>,
-    /// The last round this validator proposed in.
-    last_proposal_round: Round,
-    /// The highest round this validator sent a timeout for: the core
-    /// resends a timeout until the round ends, and only the first counts.
-    last_timeout_round: Round,
+    /// The latest (epoch, round) this validator sent a timeout for: the
+    /// core resends a timeout until the round ends, and only the first
+    /// counts.
+    last_timeout: (Epoch, Round),
 }
 
 impl Driver {
@@ -228,10 +227,9 @@ impl Driver {
             delayed_payload_min: Millis::ZERO,
             lingering: Admission::default(),
             linger_until: None,
-            last_timeout_round: Round::ZERO,
+            last_timeout: (Epoch(0), Round::ZERO),
             to_apply: VecDeque::new(),
             apply_by: None,
-            last_proposal_round: Round::ZERO,
         }
     }
 
@@ -565,7 +563,7 @@ impl Driver {
     fn serve_committed(
         &mut self,
         to: PublicKey,
-        epoch: commons_types::Epoch,
+        epoch: Epoch,
         from: Height,
     ) -> Result<(), DriverError> {
         let range = {
@@ -620,7 +618,6 @@ impl Driver {
                 continue;
             }
             if self.to_apply.is_empty() {
-                self.apply_by = None;
                 break;
             }
             if self.proposal_due() && self.apply_by.is_some_and(|by| now_ms() < by) {
@@ -647,12 +644,8 @@ impl Driver {
         }
         // 2. Send.
         for out in &ready.messages {
-            match &out.message {
-                Message::Timeout(t) => self.on_timeout_sent(t),
-                Message::Proposal(p) => {
-                    self.last_proposal_round = self.last_proposal_round.max(p.block.round());
-                }
-                _ => {}
+            if let Message::Timeout(t) = &out.message {
+                self.on_timeout_sent(t);
             }
             let frame = transport::message_frame(&out.message);
             match &out.to {
@@ -690,10 +683,10 @@ impl Driver {
     /// Counts and logs a round this validator timed out: each one costs the
     /// chain a round timeout of waiting, so they explain latency spikes.
     fn on_timeout_sent(&mut self, t: &Timeout) {
-        if t.round <= self.last_timeout_round {
+        if (t.epoch, t.round) <= self.last_timeout {
             return;
         }
-        self.last_timeout_round = t.round;
+        self.last_timeout = (t.epoch, t.round);
         self.shared.metrics.round_timeouts.inc();
         info!(
             epoch = t.epoch.0,
@@ -716,7 +709,7 @@ impl Driver {
         };
         let round = self.replica.round();
         self.delayed_payload.is_none()
-            && self.last_proposal_round < round
+            && self.replica.record().last_proposed_round < round
             && self.replica.leader(round.next()) == me
     }
 
@@ -868,21 +861,20 @@ impl Driver {
         if self.replica.round() != round {
             return Ok(None);
         }
-        let parent_block = self.replica.block(&parent).cloned();
+        let parent_block = self.replica.block(&parent);
         // Committed blocks not applied yet are still pending to the ledger.
-        let mut pending: Vec<Block> = self.to_apply.iter().cloned().collect();
+        let mut pending: Vec<&Block> = self.to_apply.iter().collect();
         let committed = self.replica.committed_height();
-        let mut cursor = parent_block.clone();
+        let mut cursor = parent_block;
         while let Some(b) = cursor {
             if b.height() <= committed {
                 break;
             }
-            cursor = self.replica.block(&b.parent_id()).cloned();
+            cursor = self.replica.block(&b.parent_id());
             pending.push(b);
         }
-        let refs: Vec<&Block> = pending.iter().collect();
         let app = self.shared.read_app();
-        let (payload, state_root) = app.propose(parent_block.as_ref(), &refs)?;
+        let (payload, state_root) = app.propose(parent_block, &pending)?;
         trace!(round = round.0, parent_height = parent_height.0, "payload");
         Ok(Some(Input::Payload {
             round,
