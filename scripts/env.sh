@@ -1,8 +1,10 @@
 # Sourced by the project's scripts: installs what a fresh machine lacks and
 # points cargo at one warm build directory outside the clone.
 
-# librocksdb-sys generates its bindings with libclang at build time.
-if ! ldconfig -p 2>/dev/null | grep -q 'libclang'; then
+# librocksdb-sys generates its bindings with libclang at build time
+# (libclang.so or libclang-N.so; libclang-cpp, which some images carry
+# alone, is not what bindgen loads).
+if ! ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so'; then
     echo "installing libclang-dev (needed to build RocksDB's bindings)..." >&2
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
