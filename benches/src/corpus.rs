@@ -162,25 +162,39 @@ impl Corpus {
     }
 }
 
-/// Times `batch::verify_all` over `items` repeatedly for about `duration`
-/// (at least twice); every signature must verify.
+/// Windows the ceiling's timing is cut into; the best one is the rate.
+pub const CEILING_WINDOWS: u32 = 4;
+
+/// Times `batch::verify_all` over `items` repeatedly for about `duration`,
+/// in [`CEILING_WINDOWS`] windows of at least two passes each, and returns
+/// the best window's signatures per second; every signature must verify.
+/// The ceiling is what the machine can verify at all, so a window that
+/// something else on the machine slowed down (a devnet still starting,
+/// another process) says less about it than the fastest one: one such
+/// run this project saw timed 7,101 settlements/s where its neighbours
+/// timed 9,300–10,400/s.
 pub fn measure_verify_rate(items: &[VerifyItem<'_>], duration: Duration) -> Result<f64, String> {
     // One untimed pass warms rayon's pool and the caches.
     if !batch::verify_all(items).iter().all(|ok| *ok) {
         return Err("a bench signature did not verify".into());
     }
-    let start = Instant::now();
-    let mut verified = 0usize;
-    let mut rounds = 0usize;
-    while rounds < 2 || start.elapsed() < duration {
-        let results = batch::verify_all(items);
-        if !results.iter().all(|ok| *ok) {
-            return Err("a bench signature did not verify".into());
+    let window = duration / CEILING_WINDOWS;
+    let mut best = 0.0f64;
+    for _ in 0..CEILING_WINDOWS {
+        let start = Instant::now();
+        let mut verified = 0usize;
+        let mut rounds = 0usize;
+        while rounds < 2 || start.elapsed() < window {
+            let results = batch::verify_all(items);
+            if !results.iter().all(|ok| *ok) {
+                return Err("a bench signature did not verify".into());
+            }
+            verified += results.len();
+            rounds += 1;
         }
-        verified += results.len();
-        rounds += 1;
+        best = best.max(verified as f64 / start.elapsed().as_secs_f64());
     }
-    Ok(verified as f64 / start.elapsed().as_secs_f64())
+    Ok(best)
 }
 
 #[cfg(test)]

@@ -72,7 +72,8 @@ pub struct LoadOptions {
     pub max_pending: usize,
     /// Longest wait after the window for accepted settlements to commit.
     pub drain: Duration,
-    /// How long the ceiling's verification rate is timed.
+    /// How long the ceiling's verification rate is timed, in
+    /// [`crate::corpus::CEILING_WINDOWS`] windows of which the best counts.
     pub ceiling: Duration,
     pub progress: bool,
 }

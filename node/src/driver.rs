@@ -39,8 +39,8 @@ use commons_consensus::{
     Block, Destination, Evidence, Input, Message, Millis, Ready, Reject, Replica, Request,
     SyncRequest, SyncResponse, Timeout,
 };
-use commons_state_machine::ledger::{LedgerParams, Receipt, VerifiedTxs, Working};
-use commons_state_machine::{AdmitError, Application, LedgerError, Payload, PayloadError};
+use commons_state_machine::ledger::{LedgerParams, PreparedTx, Receipt, VerifiedTxs, Working};
+use commons_state_machine::{AdmitError, Application, LedgerError, Payload, PayloadError, TxError};
 use commons_types::tx::{SignedTx, pb};
 use commons_types::{ChainId, Epoch, Hash, Height, PublicKey, Round, SecretKey};
 use prost::Message as _;
@@ -137,6 +137,16 @@ impl Shared {
     fn write_app(&self) -> std::sync::RwLockWriteGuard<'_, Application> {
         self.app.write().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// A transaction as it arrived: its decoding (with its id) and its bytes.
+type Received = (Result<PreparedTx, TxError>, Vec<u8>);
+
+/// Decodes each transaction once; the mempool takes them decoded.
+fn decode_all(raw: Vec<Vec<u8>>) -> Vec<Received> {
+    raw.into_iter()
+        .map(|bytes| (PreparedTx::decode(&bytes), bytes))
+        .collect()
 }
 
 pub fn now_ms() -> Millis {
@@ -419,9 +429,9 @@ impl Driver {
         let has_peer = !peer.is_empty();
         let peer = self.unseen(peer);
         let local_count = local.len();
-        let mut raw = local;
-        raw.extend(peer);
-        match self.admit(raw, local_count) {
+        let mut received = decode_all(local);
+        received.extend(peer);
+        match self.admit(received, local_count) {
             Ok(verdicts) => {
                 let mut verdicts = verdicts.into_iter();
                 for (reply, count) in replies {
@@ -439,38 +449,46 @@ impl Driver {
         }
     }
 
-    /// The gossiped transactions this node has not seen: neither pending in
-    /// its mempool nor verified before (in a proposal it checked, or admitted
-    /// and since committed). Admission verifies signatures before it looks
-    /// for duplicates, so a transaction that reached this node in a proposal
-    /// before its gossip would otherwise be verified twice; a peer's verdict
-    /// is not answered to anyone, so skipping it changes nothing else.
-    fn unseen(&self, peer: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    /// The gossiped transactions this node has not seen, decoded: neither
+    /// pending in its mempool nor verified before (in a proposal it checked,
+    /// or admitted and since committed). Admission verifies signatures
+    /// before it looks for duplicates, so a transaction that reached this
+    /// node in a proposal before its gossip would otherwise be verified
+    /// twice; a peer's verdict is not answered to anyone, so skipping it
+    /// changes nothing else.
+    fn unseen(&self, peer: Vec<Vec<u8>>) -> Vec<Received> {
         let app = self.shared.read_app();
         let pool = app.mempool();
-        peer.into_iter()
-            .filter(|bytes| match SignedTx::decode(bytes) {
-                Ok(tx) => {
-                    let id = tx.id();
-                    !pool.contains(&id) && !VerifiedTxs::is_verified(pool, &id)
-                }
+        decode_all(peer)
+            .into_iter()
+            .filter(|(prepared, _)| match prepared {
+                Ok(p) => !pool.contains(&p.id) && !VerifiedTxs::is_verified(pool, &p.id),
                 // Admission answers what does not decode.
                 Err(_) => true,
             })
             .collect()
     }
 
-    /// Admits `raw` to the mempool. The first `local` came from this node's
-    /// clients: admitted ones are gossiped, refused ones remembered for
-    /// `GetTxStatus`. The rest came from peers.
-    fn admit(&mut self, raw: Vec<Vec<u8>>, local: usize) -> Result<Vec<Verdict>, LedgerError> {
-        let ids: Vec<Option<Hash>> = raw
+    /// Admits `received` to the mempool. The first `local` came from this
+    /// node's clients: admitted ones are gossiped, refused ones remembered
+    /// for `GetTxStatus`. The rest came from peers.
+    fn admit(
+        &mut self,
+        received: Vec<Received>,
+        local: usize,
+    ) -> Result<Vec<Verdict>, LedgerError> {
+        let ids: Vec<Option<Hash>> = received
             .iter()
-            .map(|t| SignedTx::decode(t).ok().map(|t| t.id()))
+            .map(|(prepared, _)| prepared.as_ref().ok().map(|p| p.id))
+            .collect();
+        // Only this node's clients' transactions are gossiped on.
+        let mut local_bytes: Vec<Option<Vec<u8>>> = received[..local.min(received.len())]
+            .iter()
+            .map(|(_, bytes)| Some(bytes.clone()))
             .collect();
         let results = {
             let mut app = self.shared.write_app();
-            let results = app.submit(raw.clone())?;
+            let results = app.submit_decoded(received)?;
             self.shared
                 .metrics
                 .mempool_txs
@@ -478,7 +496,7 @@ impl Driver {
             results
         };
         let mut verdicts = Vec::with_capacity(results.len());
-        for (i, ((result, tx_id), bytes)) in results.into_iter().zip(ids).zip(raw).enumerate() {
+        for (i, (result, tx_id)) in results.into_iter().zip(ids).enumerate() {
             let gossip = i < local;
             match &result {
                 Ok(_) => {
@@ -487,7 +505,10 @@ impl Driver {
                     if let Some((at, _)) = &mut self.delayed_payload {
                         *at = (*at).min(self.delayed_payload_min);
                     }
-                    if gossip && self.gossip.len() < limits::GOSSIP_PENDING_TXS {
+                    if gossip
+                        && self.gossip.len() < limits::GOSSIP_PENDING_TXS
+                        && let Some(bytes) = local_bytes.get_mut(i).and_then(Option::take)
+                    {
                         self.gossip.push(bytes);
                     }
                 }
@@ -930,7 +951,7 @@ impl Driver {
             let fee = params.required_fee(upper);
             SignedTx::sign(body(fee).encode_to_vec(), &self.shared.chain, &[&self.key]).encode()
         };
-        match self.admit(vec![tx], 1) {
+        match self.admit(decode_all(vec![tx]), 1) {
             Ok(v) => {
                 if let Some(Verdict { result: Err(e), .. }) = v.first() {
                     warn!(error = %e, "evidence transaction not admitted");

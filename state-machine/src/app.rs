@@ -41,7 +41,7 @@ use crate::ledger::limits;
 use crate::ledger::receipt::Receipt;
 use crate::ledger::{BlockOutcome, Ledger, PreparedTx};
 use crate::store::{ExtraWrite, MerkleStore};
-use crate::{AdmitError, LedgerError, Mempool};
+use crate::{AdmitError, LedgerError, Mempool, TxError};
 
 /// A decoded block payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -177,6 +177,16 @@ impl Application {
     ) -> Result<Vec<Result<Hash, AdmitError>>, LedgerError> {
         let view = self.ledger.view();
         self.mempool.admit_batch(&view, raw)
+    }
+
+    /// [`Application::submit`] for transactions already decoded, each with
+    /// its bytes (see [`Mempool::admit_decoded`]).
+    pub fn submit_decoded(
+        &mut self,
+        received: Vec<(Result<PreparedTx, TxError>, Vec<u8>)>,
+    ) -> Result<Vec<Result<Hash, AdmitError>>, LedgerError> {
+        let view = self.ledger.view();
+        self.mempool.admit_decoded(&view, received)
     }
 
     /// Answers `Request::NeedPayload`: the payload and state root of a block

@@ -47,9 +47,9 @@ struct Entry {
 
 /// Bounded memory of verified transaction ids. Looked up for every
 /// transaction at admission, in proposals and in execution, never iterated:
-/// a hash set (std's keyed hasher, so ids ground to collide cost nothing
-/// but their own lookups) where a B-tree paid ~18 levels of 32-byte
-/// comparisons in cold memory per lookup.
+/// a hash set (std's randomly keyed hasher, so ids ground by an attacker
+/// cannot be aimed at one bucket), where a B-tree walked several nodes and
+/// some twenty 32-byte comparisons in cold memory per lookup.
 #[derive(Debug, Default)]
 struct VerifiedCache {
     set: HashSet<Hash>,
@@ -125,8 +125,23 @@ impl Mempool {
         state: &dyn StateRead,
         raw: Vec<Vec<u8>>,
     ) -> Result<Vec<Result<Hash, AdmitError>>, LedgerError> {
-        let decoded: Vec<Result<PreparedTx, TxError>> =
-            raw.iter().map(|bytes| PreparedTx::decode(bytes)).collect();
+        let received = raw
+            .into_iter()
+            .map(|bytes| (PreparedTx::decode(&bytes), bytes))
+            .collect();
+        self.admit_decoded(state, received)
+    }
+
+    /// [`Mempool::admit_batch`] for transactions the caller has decoded
+    /// already (each with its bytes, as `PreparedTx::decode` left them), so
+    /// that a node that needed their ids first does not decode them twice.
+    pub fn admit_decoded(
+        &mut self,
+        state: &dyn StateRead,
+        received: Vec<(Result<PreparedTx, TxError>, Vec<u8>)>,
+    ) -> Result<Vec<Result<Hash, AdmitError>>, LedgerError> {
+        let (decoded, raw): (Vec<Result<PreparedTx, TxError>>, Vec<Vec<u8>>) =
+            received.into_iter().unzip();
 
         // One parallel batch for every signature of every decodable input.
         let signed: Vec<Option<Vec<u8>>> = decoded

@@ -64,7 +64,8 @@ struct Cli {
     /// Longest wait after the window for accepted settlements to commit.
     #[arg(long, default_value_t = 30.0)]
     drain_s: f64,
-    /// Seconds the ceiling's batch verification is timed.
+    /// Seconds the ceiling's batch verification is timed (in four
+    /// windows; the fastest one counts).
     #[arg(long, default_value_t = 2.0)]
     ceiling_s: f64,
     /// Print one JSON object on stdout (the table goes to stderr).
