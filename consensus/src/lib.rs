@@ -21,9 +21,9 @@
 //!    have been fed back (so a vote does not wait for execution), provided
 //!    an answer that reads the applied state applies what it needs first;
 //!    the core only needs each block applied once, in order, before
-//!    [`Request::NeedValidatorSet`] is answered. A vote, timeout or proposal sent before
-//!    its record is durable can make a restarted replica sign a conflicting
-//!    one. The core asserts its side: every vote, timeout or proposal it
+//!    [`Request::NeedValidatorSet`] is answered. A vote, timeout or
+//!    proposal sent before its record is durable can make a restarted
+//!    replica sign a conflicting one. The core asserts its side: every vote, timeout or proposal it
 //!    releases is covered by a record released in the same or an earlier
 //!    `Ready`.
 //! 3. Committed blocks come out once each, in height order. After a restart,

@@ -457,9 +457,11 @@ impl Driver {
     /// twice; a peer's verdict is not answered to anyone, so skipping it
     /// changes nothing else.
     fn unseen(&self, peer: Vec<Vec<u8>>) -> Vec<Received> {
+        // Decoded before the lock is taken: the API's readers share it.
+        let decoded = decode_all(peer);
         let app = self.shared.read_app();
         let pool = app.mempool();
-        decode_all(peer)
+        decoded
             .into_iter()
             .filter(|(prepared, _)| match prepared {
                 Ok(p) => !pool.contains(&p.id) && !VerifiedTxs::is_verified(pool, &p.id),
