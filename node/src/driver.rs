@@ -488,6 +488,10 @@ impl Driver {
             .iter()
             .map(|(_, bytes)| Some(bytes.clone()))
             .collect();
+        self.shared
+            .metrics
+            .admission_batch_txs
+            .observe(received.len() as f64);
         let results = {
             let mut app = self.shared.write_app();
             let results = app.submit_decoded(received)?;

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub peers_disconnected_bad: Counter,
     pub evidence: Counter,
     pub round_timeouts: Counter,
+    pub admission_batch_txs: Histogram,
 }
 
 impl Metrics {
@@ -51,6 +52,8 @@ impl Metrics {
         let peers_disconnected_bad = Counter::default();
         let evidence = Counter::default();
         let round_timeouts = Counter::default();
+        let admission_batch_txs =
+            Histogram::new([1.0, 4.0, 16.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0]);
         registry.register(
             "height",
             "Last committed and executed height",
@@ -114,6 +117,11 @@ impl Metrics {
             "Rounds this validator timed out (no certified proposal in time)",
             round_timeouts.clone(),
         );
+        registry.register(
+            "admission_batch_txs",
+            "Transactions whose signatures were verified together at admission",
+            admission_batch_txs.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             height,
@@ -131,6 +139,7 @@ impl Metrics {
             peers_disconnected_bad,
             evidence,
             round_timeouts,
+            admission_batch_txs,
         }
     }
 

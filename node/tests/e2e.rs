@@ -193,6 +193,15 @@ async fn settlements_commit_and_verify_with_proofs_body() {
         }
     }
     assert_eq!(settled, 40);
+
+    // The metrics page counts them: committed, and admitted in batches.
+    let metrics = cluster.nodes[0].metrics;
+    let committed = metric(metrics, "commons_committed_txs_total").await;
+    assert!(committed.is_some_and(|n| n >= 40.0), "{committed:?}");
+    let batches = metric(metrics, "commons_admission_batch_txs_count").await;
+    let admitted = metric(metrics, "commons_admission_batch_txs_sum").await;
+    assert!(batches.is_some_and(|n| n >= 1.0), "{batches:?}");
+    assert!(admitted.is_some_and(|n| n >= 40.0), "{admitted:?}");
 }
 
 /// A validator killed with SIGKILL under load restarts, catches up, agrees

@@ -317,6 +317,26 @@ pub async fn connect(endpoint: &str, within: Duration) -> Channel {
     }
 }
 
+/// One sample of a node's `/metrics` (`name` with no labels), fetched with
+/// a plain HTTP/1.1 GET; `None` if the page lacks it.
+pub async fn metric(address: SocketAddr, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).await.unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    page.lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        if key == name {
+            value.trim().parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
 pub async fn latest_height(channel: &Channel) -> Option<u64> {
     let mut q = api::query_client::QueryClient::new(channel.clone());
     q.get_latest_commit(api::LatestCommitRequest {})
