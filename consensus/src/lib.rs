@@ -23,9 +23,9 @@
 //!    the core only needs each block applied once, in order, before
 //!    [`Request::NeedValidatorSet`] is answered. A vote, timeout or
 //!    proposal sent before its record is durable can make a restarted
-//!    replica sign a conflicting one. The core asserts its side: every vote, timeout or proposal it
-//!    releases is covered by a record released in the same or an earlier
-//!    `Ready`.
+//!    replica sign a conflicting one. The core asserts its side: every
+//!    vote, timeout or proposal it releases is covered by a record released
+//!    in the same or an earlier `Ready`.
 //! 3. Committed blocks come out once each, in height order. After a restart,
 //!    blocks committed after `Restart::last_applied` come out again, so the
 //!    application applies each exactly once.

@@ -39,8 +39,10 @@ use commons_consensus::{
     Block, Destination, Evidence, Input, Message, Millis, Ready, Reject, Replica, Request,
     SyncRequest, SyncResponse, Timeout,
 };
-use commons_state_machine::ledger::{LedgerParams, PreparedTx, Receipt, VerifiedTxs, Working};
-use commons_state_machine::{AdmitError, Application, LedgerError, Payload, PayloadError, TxError};
+use commons_state_machine::ledger::{LedgerParams, Receipt, VerifiedTxs, Working};
+use commons_state_machine::{
+    AdmitError, Application, LedgerError, Payload, PayloadError, Received, decode_received,
+};
 use commons_types::tx::{SignedTx, pb};
 use commons_types::{ChainId, Epoch, Hash, Height, PublicKey, Round, SecretKey};
 use prost::Message as _;
@@ -137,16 +139,6 @@ impl Shared {
     fn write_app(&self) -> std::sync::RwLockWriteGuard<'_, Application> {
         self.app.write().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// A transaction as it arrived: its decoding (with its id) and its bytes.
-type Received = (Result<PreparedTx, TxError>, Vec<u8>);
-
-/// Decodes each transaction once; the mempool takes them decoded.
-fn decode_all(raw: Vec<Vec<u8>>) -> Vec<Received> {
-    raw.into_iter()
-        .map(|bytes| (PreparedTx::decode(&bytes), bytes))
-        .collect()
 }
 
 pub fn now_ms() -> Millis {
@@ -429,7 +421,7 @@ impl Driver {
         let has_peer = !peer.is_empty();
         let peer = self.unseen(peer);
         let local_count = local.len();
-        let mut received = decode_all(local);
+        let mut received = decode_received(local);
         received.extend(peer);
         match self.admit(received, local_count) {
             Ok(verdicts) => {
@@ -458,7 +450,7 @@ impl Driver {
     /// changes nothing else.
     fn unseen(&self, peer: Vec<Vec<u8>>) -> Vec<Received> {
         // Decoded before the lock is taken: the API's readers share it.
-        let decoded = decode_all(peer);
+        let decoded = decode_received(peer);
         let app = self.shared.read_app();
         let pool = app.mempool();
         decoded
@@ -957,7 +949,7 @@ impl Driver {
             let fee = params.required_fee(upper);
             SignedTx::sign(body(fee).encode_to_vec(), &self.shared.chain, &[&self.key]).encode()
         };
-        match self.admit(decode_all(vec![tx]), 1) {
+        match self.admit(decode_received(vec![tx]), 1) {
             Ok(v) => {
                 if let Some(Verdict { result: Err(e), .. }) = v.first() {
                     warn!(error = %e, "evidence transaction not admitted");

@@ -41,7 +41,7 @@ use crate::ledger::limits;
 use crate::ledger::receipt::Receipt;
 use crate::ledger::{BlockOutcome, Ledger, PreparedTx};
 use crate::store::{ExtraWrite, MerkleStore};
-use crate::{AdmitError, LedgerError, Mempool, TxError};
+use crate::{AdmitError, LedgerError, Mempool, Received};
 
 /// A decoded block payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -183,7 +183,7 @@ impl Application {
     /// its bytes (see [`Mempool::admit_decoded`]).
     pub fn submit_decoded(
         &mut self,
-        received: Vec<(Result<PreparedTx, TxError>, Vec<u8>)>,
+        received: Vec<Received>,
     ) -> Result<Vec<Result<Hash, AdmitError>>, LedgerError> {
         let view = self.ledger.view();
         self.mempool.admit_decoded(&view, received)

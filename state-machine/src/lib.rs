@@ -12,4 +12,4 @@ pub mod store;
 
 pub use app::{Application, Applied, Payload, PayloadError, executed_txs};
 pub use error::{LedgerError, TxError};
-pub use mempool::{AdmitError, Mempool};
+pub use mempool::{AdmitError, Mempool, Received, decode_received};

@@ -70,6 +70,17 @@ impl VerifiedCache {
 }
 
 /// Transactions waiting for a block.
+/// A transaction as it arrived: its decoding (with its id) and its bytes.
+pub type Received = (Result<PreparedTx, TxError>, Vec<u8>);
+
+/// Decodes each transaction once, keeping its bytes: what
+/// [`Mempool::admit_decoded`] takes, for callers that need the ids first.
+pub fn decode_received(raw: Vec<Vec<u8>>) -> Vec<Received> {
+    raw.into_iter()
+        .map(|bytes| (PreparedTx::decode(&bytes), bytes))
+        .collect()
+}
+
 #[derive(Debug)]
 pub struct Mempool {
     chain: ChainId,
@@ -125,11 +136,7 @@ impl Mempool {
         state: &dyn StateRead,
         raw: Vec<Vec<u8>>,
     ) -> Result<Vec<Result<Hash, AdmitError>>, LedgerError> {
-        let received = raw
-            .into_iter()
-            .map(|bytes| (PreparedTx::decode(&bytes), bytes))
-            .collect();
-        self.admit_decoded(state, received)
+        self.admit_decoded(state, decode_received(raw))
     }
 
     /// [`Mempool::admit_batch`] for transactions the caller has decoded
@@ -138,7 +145,7 @@ impl Mempool {
     pub fn admit_decoded(
         &mut self,
         state: &dyn StateRead,
-        received: Vec<(Result<PreparedTx, TxError>, Vec<u8>)>,
+        received: Vec<Received>,
     ) -> Result<Vec<Result<Hash, AdmitError>>, LedgerError> {
         let (decoded, raw): (Vec<Result<PreparedTx, TxError>>, Vec<Vec<u8>>) =
             received.into_iter().unzip();
