@@ -76,6 +76,8 @@ pub struct LoadOptions {
     /// [`crate::corpus::CEILING_WINDOWS`] windows of which the best counts.
     pub ceiling: Duration,
     pub progress: bool,
+    /// Keep latency by second sent ([`Report::timeline`]).
+    pub timeline: bool,
 }
 
 const NONE: u8 = 0;
@@ -646,6 +648,7 @@ pub async fn run(opts: LoadOptions) -> Result<Report, LoadError> {
     let mut latencies_ms = Vec::new();
     let mut to_block_ms = Vec::new();
     let mut block_to_final_ms = Vec::new();
+    let mut by_second_sent = Vec::new();
     for k in 0..corpus.len() {
         let sent = track.sent_us[k].load(Ordering::Relaxed);
         if sent == 0 {
@@ -674,6 +677,13 @@ pub async fn run(opts: LoadOptions) -> Result<Report, LoadError> {
             let proposed = track.proposed_us[k].load(Ordering::Relaxed);
             to_block_ms.push(proposed.saturating_sub(sent) as f64 / 1000.0);
             block_to_final_ms.push(committed.saturating_sub(proposed) as f64 / 1000.0);
+            if opts.timeline && sent > window_start_us {
+                by_second_sent.push((
+                    sent - window_start_us,
+                    committed.saturating_sub(sent) as f64 / 1000.0,
+                    proposed.saturating_sub(sent) as f64 / 1000.0,
+                ));
+            }
         }
     }
     report.rejected = report.rejected_invalid + report.rejected_duplicate;
@@ -688,6 +698,7 @@ pub async fn run(opts: LoadOptions) -> Result<Report, LoadError> {
     report.latency_ms_p90 = stats::percentile(&latencies_ms, 90.0);
     report.latency_ms_p99 = stats::percentile(&latencies_ms, 99.0);
     report.latency_ms_max = latencies_ms.last().copied();
+    report.timeline = crate::report::timeline(&by_second_sent);
     to_block_ms.sort_by(f64::total_cmp);
     block_to_final_ms.sort_by(f64::total_cmp);
     report.to_block_ms_p50 = stats::percentile(&to_block_ms, 50.0);

@@ -63,6 +63,71 @@ pub struct Report {
     pub corpus_exhausted: bool,
     /// The first refusal or stream error messages, for diagnosis.
     pub errors: Vec<String>,
+    /// Latency by the second of the window in which settlements were first
+    /// sent (`--timeline`): whether a tail is spread or a few stalls.
+    #[serde(skip)]
+    pub timeline: Vec<TimelineRow>,
+}
+
+/// The settlements first sent in one second of the window that were seen
+/// committed, and their latency.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimelineRow {
+    /// Whole seconds from the window's start.
+    pub second: u64,
+    pub committed: u64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+    pub to_block_ms_p99: f64,
+}
+
+/// The timeline of `samples`: (sent, µs from the window's start; latency
+/// ms; submission to proposal ms). Samples sent before the window are left
+/// out; rows are by second, in order, seconds with nothing committed absent.
+pub fn timeline(samples: &[(u64, f64, f64)]) -> Vec<TimelineRow> {
+    let mut by_second: std::collections::BTreeMap<u64, (Vec<f64>, Vec<f64>)> =
+        std::collections::BTreeMap::new();
+    for &(sent_us, latency_ms, to_block_ms) in samples {
+        let entry = by_second.entry(sent_us / 1_000_000).or_default();
+        entry.0.push(latency_ms);
+        entry.1.push(to_block_ms);
+    }
+    by_second
+        .into_iter()
+        .map(|(second, (mut latency, mut to_block))| {
+            latency.sort_by(f64::total_cmp);
+            to_block.sort_by(f64::total_cmp);
+            let p = |v: &[f64], q: f64| crate::stats::percentile(v, q).unwrap_or(0.0);
+            TimelineRow {
+                second,
+                committed: latency.len() as u64,
+                latency_ms_p50: p(&latency, 50.0),
+                latency_ms_p99: p(&latency, 99.0),
+                latency_ms_max: latency.last().copied().unwrap_or(0.0),
+                to_block_ms_p99: p(&to_block, 99.0),
+            }
+        })
+        .collect()
+}
+
+/// The timeline as CSV with a header line.
+pub fn timeline_csv(rows: &[TimelineRow]) -> String {
+    let mut out = String::from(
+        "second,committed,latency_ms_p50,latency_ms_p99,latency_ms_max,to_block_ms_p99\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{},{},{:.1},{:.1},{:.1},{:.1}\n",
+            r.second,
+            r.committed,
+            r.latency_ms_p50,
+            r.latency_ms_p99,
+            r.latency_ms_max,
+            r.to_block_ms_p99
+        ));
+    }
+    out
 }
 
 impl Report {
@@ -224,6 +289,35 @@ mod tests {
         assert_eq!(v["committed_per_s"], 1234.5);
         assert!(v["latency_ms_p99"].is_null());
         assert!(!r.to_json().contains('\n'), "one line");
+    }
+
+    #[test]
+    fn timeline_groups_by_second_sent() {
+        // Second 0: latencies 10..=100 ms; second 2: one at 900 ms.
+        let mut samples: Vec<(u64, f64, f64)> = (1..=10)
+            .map(|i| (i * 50_000, f64::from(i as u32) * 10.0, 5.0))
+            .collect();
+        samples.push((2_300_000, 900.0, 700.0));
+        let rows = timeline(&samples);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!((rows[0].second, rows[0].committed), (0, 10));
+        assert_eq!(rows[0].latency_ms_p50, 50.0);
+        assert_eq!(rows[0].latency_ms_p99, 100.0);
+        assert_eq!(rows[0].to_block_ms_p99, 5.0);
+        assert_eq!((rows[1].second, rows[1].committed), (2, 1));
+        assert_eq!(rows[1].latency_ms_max, 900.0);
+        let csv = timeline_csv(&rows);
+        assert_eq!(csv.lines().count(), 3);
+        assert_eq!(csv.lines().nth(2), Some("2,1,900.0,900.0,900.0,700.0"));
+        let json = Report {
+            timeline: rows,
+            ..Report::default()
+        }
+        .to_json();
+        assert!(
+            !json.contains("timeline"),
+            "the timeline is not part of the JSON"
+        );
     }
 
     #[test]

@@ -14,17 +14,34 @@
 //! about one extra chunk's work, shared among the cores, not a
 //! re-verification of the whole batch one by one.
 //!
+//! The batch equation is ed25519-consensus's (ZIP 215: cofactored, so it
+//! accepts exactly what single verification accepts), computed here on the
+//! same curve library so that a key's decompressed point can be kept: an
+//! account that signs again costs its next batch one decompression (its
+//! `R`) instead of two. Decompression is a fixed function of the key's
+//! bytes, so the cache changes no verdict; keys that are not curve points
+//! are never cached, and single verification at the bisection's leaves is
+//! ed25519-consensus's own.
+//!
 //! Batch verification draws random 128-bit coefficients from a ChaCha20
-//! generator seeded from the operating system per chunk. The coefficients
+//! generator seeded from the operating system per batch. The coefficients
 //! must be unpredictable to a forger, so they are not seeded from the run's
-//! seed; they cannot change any result: ed25519-consensus's batch equation
-//! accepts exactly the signatures its single verification accepts, and any
-//! failing batch is resolved by single verification at the leaves.
+//! seed; they cannot change any result: the batch equation accepts exactly
+//! the signatures single verification accepts, and any failing batch is
+//! resolved by single verification at the leaves.
 
-use ed25519_consensus::batch;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::{LazyLock, RwLock};
+
+use curve25519_dalek_ng::constants::ED25519_BASEPOINT_POINT;
+use curve25519_dalek_ng::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek_ng::scalar::Scalar;
+use curve25519_dalek_ng::traits::{IsIdentity, VartimeMultiscalarMul};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{OsRng, SeedableRng};
+use rand_core::{OsRng, RngCore, SeedableRng};
 use rayon::prelude::*;
+use sha2::{Digest, Sha512};
 
 use crate::{PublicKey, Signature, limits};
 
@@ -124,7 +141,7 @@ pub fn verify_each(items: &[VerifyItem<'_>]) -> Vec<bool> {
 pub fn verify_all_ok(items: &[VerifyItem<'_>]) -> bool {
     let chunk = chunk_len(items.len(), rayon::current_num_threads());
     let chunk_ok = |items: &[VerifyItem<'_>]| {
-        let prepared: Vec<batch::Item> = items.iter().map(prepare).collect();
+        let prepared: Vec<Prepared<'_>> = items.iter().map(Prepared::new).collect();
         batch_ok(&prepared)
     };
     if items.len() <= chunk {
@@ -148,12 +165,35 @@ fn chunk_len(n: usize, threads: usize) -> usize {
     per_chunk.clamp(limits::BATCH_CHUNK_MIN, limits::BATCH_CHUNK_MAX)
 }
 
-fn prepare(item: &VerifyItem<'_>) -> batch::Item {
-    batch::Item::from((
-        item.public_key.to_key_bytes(),
-        item.signature.to_ed25519(),
-        item.signed,
-    ))
+/// One signature ready for the batch equation: the item and its challenge
+/// `k = SHA-512(R ‖ A ‖ M) mod ℓ`.
+struct Prepared<'a> {
+    item: &'a VerifyItem<'a>,
+    k: Scalar,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(item: &'a VerifyItem<'a>) -> Self {
+        let digest = Sha512::new()
+            .chain_update(&item.signature.0[..32])
+            .chain_update(item.public_key.0)
+            .chain_update(item.signed)
+            .finalize();
+        let mut wide = [0u8; 64];
+        wide.copy_from_slice(&digest);
+        Prepared {
+            item,
+            k: Scalar::from_bytes_mod_order_wide(&wide),
+        }
+    }
+
+    /// ed25519-consensus's single verification: the reference verdict.
+    fn verify_single(&self) -> bool {
+        self.item
+            .public_key
+            .verify_raw(self.item.signed, &self.item.signature)
+            .is_ok()
+    }
 }
 
 /// Whether a failing batch is searched with the help of rayon's pool, or on
@@ -166,7 +206,7 @@ enum Threads {
 
 fn verify_chunk(items: &[VerifyItem<'_>], out: &mut [bool], threads: Threads) {
     assert_eq!(items.len(), out.len());
-    let prepared: Vec<batch::Item> = items.iter().map(prepare).collect();
+    let prepared: Vec<Prepared<'_>> = items.iter().map(Prepared::new).collect();
     if batch_ok(&prepared) {
         out.fill(true);
     } else {
@@ -175,11 +215,11 @@ fn verify_chunk(items: &[VerifyItem<'_>], out: &mut [bool], threads: Threads) {
 }
 
 /// `items` is known to hold at least one bad signature (its batch failed).
-fn bisect_failing(items: &[batch::Item], out: &mut [bool], threads: Threads) {
+fn bisect_failing(items: &[Prepared<'_>], out: &mut [bool], threads: Threads) {
     assert_eq!(items.len(), out.len());
     if items.len() <= limits::BISECT_LEAF {
         for (item, result) in items.iter().zip(out.iter_mut()) {
-            *result = item.clone().verify_single().is_ok();
+            *result = item.verify_single();
         }
         return;
     }
@@ -187,7 +227,7 @@ fn bisect_failing(items: &[batch::Item], out: &mut [bool], threads: Threads) {
         .len()
         .div_ceil(limits::BISECT_FANOUT)
         .max(limits::BISECT_LEAF);
-    let search = |(out, items): (&mut [bool], &[batch::Item])| {
+    let search = |(out, items): (&mut [bool], &[Prepared<'_>])| {
         if batch_ok(items) {
             out.fill(true);
         } else {
@@ -206,17 +246,96 @@ fn bisect_failing(items: &[batch::Item], out: &mut [bool], threads: Threads) {
     }
 }
 
-fn batch_ok(items: &[batch::Item]) -> bool {
+/// The batch equation over `items`, true iff it holds:
+/// `[8]([-Σ zᵢsᵢ]B + Σ_A [Σ_{i of A} zᵢkᵢ]A + Σ [zᵢ]Rᵢ) = 0` with random
+/// 128-bit `zᵢ`, one term per distinct key. False also when an `s` is not
+/// canonical or a point does not decompress (bisection then finds which).
+fn batch_ok(items: &[Prepared<'_>]) -> bool {
     if items.is_empty() {
         return true;
     }
-    let mut verifier = batch::Verifier::new();
-    for item in items {
-        verifier.queue(item.clone());
+    let mut rng = ChaCha20Rng::from_rng(OsRng).unwrap_or_else(|_| fallback_rng());
+    let mut key_term: HashMap<[u8; 32], usize> = HashMap::with_capacity(items.len());
+    let mut a_points = Vec::with_capacity(items.len());
+    let mut a_coeffs = Vec::with_capacity(items.len());
+    let mut r_points = Vec::with_capacity(items.len());
+    let mut r_coeffs = Vec::with_capacity(items.len());
+    let mut b_coeff = Scalar::zero();
+    for prepared in items {
+        let signature = &prepared.item.signature.0;
+        let mut s_bytes = [0u8; 32];
+        s_bytes.copy_from_slice(&signature[32..]);
+        let mut r_bytes = [0u8; 32];
+        r_bytes.copy_from_slice(&signature[..32]);
+        let Some(s) = Scalar::from_canonical_bytes(s_bytes) else {
+            return false;
+        };
+        let Some(r) = CompressedEdwardsY(r_bytes).decompress() else {
+            return false;
+        };
+        let mut z_bytes = [0u8; 16];
+        rng.fill_bytes(&mut z_bytes);
+        let z = Scalar::from(u128::from_le_bytes(z_bytes));
+        b_coeff -= z * s;
+        r_points.push(r);
+        r_coeffs.push(z);
+        let term = match key_term.entry(prepared.item.public_key.0) {
+            Entry::Occupied(entry) => *entry.get(),
+            Entry::Vacant(entry) => {
+                let Some(a) = key_point(entry.key()) else {
+                    return false;
+                };
+                a_points.push(a);
+                a_coeffs.push(Scalar::zero());
+                *entry.insert(a_points.len() - 1)
+            }
+        };
+        a_coeffs[term] += z * prepared.k;
     }
-    verifier
-        .verify(ChaCha20Rng::from_rng(OsRng).unwrap_or_else(|_| fallback_rng()))
-        .is_ok()
+    let check = EdwardsPoint::vartime_multiscalar_mul(
+        std::iter::once(&b_coeff)
+            .chain(a_coeffs.iter())
+            .chain(r_coeffs.iter()),
+        std::iter::once(&ED25519_BASEPOINT_POINT)
+            .chain(a_points.iter())
+            .chain(r_points.iter()),
+    );
+    check.mul_by_cofactor().is_identity()
+}
+
+const KEY_CACHE_SHARDS: usize = 16;
+
+/// One shard of the key cache: key bytes to their decompressed point.
+type KeyShard = RwLock<HashMap<[u8; 32], EdwardsPoint>>;
+
+/// Decompressed points of recently seen keys, in shards by the key's first
+/// byte so that the verifying threads rarely meet on a lock.
+static KEY_CACHE: LazyLock<Vec<KeyShard>> = LazyLock::new(|| {
+    (0..KEY_CACHE_SHARDS)
+        .map(|_| RwLock::new(HashMap::new()))
+        .collect()
+});
+
+/// The curve point of a public key, or `None` if its bytes are not one;
+/// from the cache when the key was seen recently.
+fn key_point(key: &[u8; 32]) -> Option<EdwardsPoint> {
+    let shard = &KEY_CACHE[usize::from(key[0]) % KEY_CACHE_SHARDS];
+    if let Some(point) = shard
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(key)
+    {
+        return Some(*point);
+    }
+    let point = CompressedEdwardsY(*key).decompress()?;
+    let mut cached = shard
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if cached.len() >= limits::VERIFY_KEY_CACHE_KEYS / KEY_CACHE_SHARDS {
+        cached.clear();
+    }
+    cached.insert(*key, point);
+    Some(point)
 }
 
 /// Used only if the OS generator fails, which Linux's getrandom does not do
@@ -297,7 +416,7 @@ mod tests {
         msgs[17].push(0); // message altered after signing
         keys[150] = keys[151]; // someone else's key
         sigs[299] = Signature([0xff; 64]); // garbage, s out of range
-        keys[200] = PublicKey([0xff; 32]); // not a curve point
+        keys[200] = PublicKey(off_curve_key()); // not a curve point
         let items = items(&keys, &msgs, &sigs);
         let expected: Vec<bool> = (0..300)
             .map(|i| ![0, 17, 150, 200, 299].contains(&i))
@@ -306,6 +425,84 @@ mod tests {
         assert_eq!(verify_all_one_thread(&items), expected);
         assert_eq!(verify_each(&items), expected);
         assert!(!verify_all_ok(&items));
+    }
+
+    /// The first encoding `[b, 0, …]` whose y has no x on the curve.
+    fn off_curve_key() -> [u8; 32] {
+        (2u8..=255)
+            .map(|b| {
+                let mut key = [0u8; 32];
+                key[0] = b;
+                key
+            })
+            .find(|key| CompressedEdwardsY(*key).decompress().is_none())
+            .unwrap()
+    }
+
+    fn hex32(s: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out).unwrap();
+        out
+    }
+
+    /// ZIP 215's corner cases: keys and `R`s of small order, and
+    /// non-canonical encodings (y ≥ p). With s = 0 the cofactored equation
+    /// holds for every pair, so single verification accepts them all; the
+    /// batch equation computed here must accept the same, the first time
+    /// (keys decompressed) and the second (keys from the cache).
+    #[test]
+    fn batch_equation_accepts_what_single_verification_accepts() {
+        let small_order = [
+            // identity (y = 1), order 2 (y = -1), order 4 (y = 0)
+            hex32("0100000000000000000000000000000000000000000000000000000000000000"),
+            hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+            hex32("0000000000000000000000000000000000000000000000000000000000000000"),
+            // order 8
+            hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+            hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+            // y = p + 1: a non-canonical encoding of the identity
+            hex32("eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+        ];
+        let messages: Vec<Vec<u8>> = (0..small_order.len() * small_order.len())
+            .map(|i| format!("corner {i}").into_bytes())
+            .collect();
+        let mut items = Vec::new();
+        for (i, key) in small_order.iter().enumerate() {
+            for (j, r) in small_order.iter().enumerate() {
+                let mut signature = [0u8; 64];
+                signature[..32].copy_from_slice(r);
+                items.push(VerifyItem {
+                    public_key: PublicKey(*key),
+                    signed: &messages[i * small_order.len() + j],
+                    signature: Signature(signature),
+                });
+            }
+        }
+        assert!(verify_each(&items).iter().all(|ok| *ok));
+        // One chunk: `verify_all_ok` is the batch equation itself.
+        assert!(items.len() <= chunk_len(items.len(), rayon::current_num_threads()));
+        assert!(verify_all_ok(&items), "first pass");
+        assert!(verify_all_ok(&items), "keys from the cache");
+        // A non-canonical s (s = ℓ) is refused by both.
+        let mut bad = items[0];
+        bad.signature.0[32..].copy_from_slice(&hex32(
+            "edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010",
+        ));
+        assert_eq!(verify_each(&[bad]), vec![false]);
+        assert!(!verify_all_ok(&[bad]));
+    }
+
+    #[test]
+    fn keys_off_the_curve_are_not_cached() {
+        let not_a_point = off_curve_key();
+        assert!(key_point(&not_a_point).is_none());
+        let shard = &KEY_CACHE[usize::from(not_a_point[0]) % KEY_CACHE_SHARDS];
+        assert!(!shard.read().unwrap().contains_key(&not_a_point));
+        let key = SecretKey::from_seed([9; 32]).public_key();
+        let point = key_point(&key.0).unwrap();
+        assert_eq!(point.compress().to_bytes(), key.0);
+        let shard = &KEY_CACHE[usize::from(key.0[0]) % KEY_CACHE_SHARDS];
+        assert!(shard.read().unwrap().contains_key(&key.0));
     }
 
     /// Keys that sign several items, interleaved (so grouping by key

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use ed25519_consensus::{SigningKey, VerificationKey, VerificationKeyBytes};
+use ed25519_consensus::{SigningKey, VerificationKey};
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -157,10 +157,6 @@ impl PublicKey {
         let key = VerificationKey::try_from(self.0).map_err(|_| TypesError::BadSignature)?;
         key.verify(&signature.to_ed25519(), signed)
             .map_err(|_| TypesError::BadSignature)
-    }
-
-    pub(crate) fn to_key_bytes(self) -> VerificationKeyBytes {
-        VerificationKeyBytes::from(self.0)
     }
 }
 

@@ -13,9 +13,11 @@
 //!   computed in integers with no rounding ([`ValidatorSet::is_quorum`]).
 //! - Decoding input from outside is bounded before any allocation that depends
 //!   on it ([`limits`]).
-//! - Verification uses ed25519-consensus (ZIP-215 rules), whose single and
-//!   batch verification accept exactly the same signatures, so the batch path
-//!   ([`batch::verify_all`]) can never disagree with the one-by-one path.
+//! - Verification follows ed25519-consensus (ZIP-215 rules), whose single and
+//!   batch verification accept exactly the same signatures: the batch path
+//!   ([`batch::verify_all`]) computes its batch equation on the same curve
+//!   library and settles any failing batch with its single verification, so
+//!   it can never disagree with the one-by-one path.
 
 #![deny(clippy::unwrap_used)]
 

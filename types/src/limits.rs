@@ -48,6 +48,11 @@ pub const BISECT_FANOUT: usize = 4;
 /// much as checking them one at a time.
 pub const BISECT_LEAF: usize = 4;
 
+/// Public keys whose decompressed curve points [`crate::batch`] keeps, so
+/// that an account signing again costs its batch no decompression (about
+/// 160 bytes each; a shard that fills is emptied and starts again).
+pub const VERIFY_KEY_CACHE_KEYS: usize = 1 << 16;
+
 const _: () = assert!(BATCH_CHUNK_MIN <= BATCH_CHUNK_MAX);
 const _: () = assert!(BISECT_LEAF >= 1);
 const _: () = assert!(BISECT_FANOUT >= 2);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use commons_benches::load::{self, LoadOptions};
+use commons_benches::report;
 use commons_types::ChainId;
 
 /// The node's allocator (see `node/src/main.rs`), so figures are the node's.
@@ -74,6 +75,11 @@ struct Cli {
     /// No progress lines.
     #[arg(long)]
     quiet: bool,
+    /// Write latency by second sent to this CSV file (second, committed,
+    /// p50, p99, max, p99 of submission to proposal), to tell a tail spread
+    /// over the run from a few stalls.
+    #[arg(long)]
+    timeline: Option<PathBuf>,
 }
 
 fn seconds(s: f64, what: &str) -> Result<Duration> {
@@ -121,12 +127,17 @@ fn main() -> Result<()> {
         drain: seconds(cli.drain_s, "--drain-s")?,
         ceiling: seconds(cli.ceiling_s, "--ceiling-s")?,
         progress: !cli.quiet,
+        timeline: cli.timeline.is_some(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
     let report = runtime.block_on(load::run(opts))?;
+    if let Some(path) = &cli.timeline {
+        std::fs::write(path, report::timeline_csv(&report.timeline))
+            .with_context(|| format!("writing the timeline to {}", path.display()))?;
+    }
     if cli.json {
         eprint!("{}", report.to_table());
         println!("{}", report.to_json());
