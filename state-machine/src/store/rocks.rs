@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use rocksdb::{
-    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, MemtableFactory,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, DBCompressionType, Env, MemtableFactory,
     Options, WriteBatch, WriteOptions,
 };
 
@@ -42,6 +42,16 @@ impl RocksBackend {
         db_options.create_if_missing(true);
         db_options.create_missing_column_families(true);
         db_options.set_max_background_jobs(2);
+        // Flushes and compactions run at the lowest CPU priority (nice 19):
+        // they are bursty (a 64 MiB memtable of `leaves` takes ~0.9 s of CPU
+        // to sort and write) and nothing waits on them unless memtables pile
+        // up, when RocksDB's own write stall slows the writer until they
+        // catch up. Where the machine is busy, consensus and execution come
+        // first (BENCHMARKS.md, session 13).
+        let mut env = Env::new()?;
+        env.lower_thread_pool_cpu_priority();
+        env.lower_high_priority_thread_pool_cpu_priority();
+        db_options.set_env(&env);
         // One writer (the committing thread) at a time; the vector memtable
         // of `leaves` (below) needs this off.
         db_options.set_allow_concurrent_memtable_write(false);
