@@ -672,17 +672,15 @@ pub async fn run(opts: LoadOptions) -> Result<Report, LoadError> {
             if committed <= window_end_us {
                 report.committed += 1;
             }
-            latencies_ms.push(committed.saturating_sub(sent) as f64 / 1000.0);
+            let latency_ms = committed.saturating_sub(sent) as f64 / 1000.0;
+            latencies_ms.push(latency_ms);
             // Millisecond timestamps: each part is exact to within 1 ms.
             let proposed = track.proposed_us[k].load(Ordering::Relaxed);
-            to_block_ms.push(proposed.saturating_sub(sent) as f64 / 1000.0);
+            let to_block = proposed.saturating_sub(sent) as f64 / 1000.0;
+            to_block_ms.push(to_block);
             block_to_final_ms.push(committed.saturating_sub(proposed) as f64 / 1000.0);
             if opts.timeline && sent > window_start_us {
-                by_second_sent.push((
-                    sent - window_start_us,
-                    committed.saturating_sub(sent) as f64 / 1000.0,
-                    proposed.saturating_sub(sent) as f64 / 1000.0,
-                ));
+                by_second_sent.push((sent - window_start_us, latency_ms, to_block));
             }
         }
     }

@@ -69,7 +69,6 @@ impl VerifiedCache {
     }
 }
 
-/// Transactions waiting for a block.
 /// A transaction as it arrived: its decoding (with its id) and its bytes.
 pub type Received = (Result<PreparedTx, TxError>, Vec<u8>);
 
@@ -81,6 +80,7 @@ pub fn decode_received(raw: Vec<Vec<u8>>) -> Vec<Received> {
         .collect()
 }
 
+/// Transactions waiting for a block.
 #[derive(Debug)]
 pub struct Mempool {
     chain: ChainId,
