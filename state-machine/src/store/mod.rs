@@ -46,13 +46,15 @@
 //! With [`StoreConfig::prune_window`] set to `w`, applying version `v` makes
 //! versions below `v + 1 - w` unreadable at once (in the version's own
 //! batch); [`MerkleStore::prune_before`] does the same by hand. Their trees
-//! are dropped from memory at once (freeing the nodes no newer version
-//! shares); their values are reclaimed afterwards: each version records the
-//! values it replaced or deleted (its stale list), and the pruner deletes,
-//! version by version, those no retained version needs. The pruner runs on
-//! a thread of its own ([`StoreConfig::prune_in_background`], the default
-//! for RocksDB) or in bounded steps after each apply (the default in
-//! memory, which keeps the simulator single-threaded). Either way a commit
+//! leave memory at once; the nodes no newer version shares are freed on
+//! another thread (the store's reaper, at nice 19, with background work on;
+//! else the rayon pool). Their values are reclaimed afterwards: each
+//! version records the values it replaced or deleted (its stale list), and
+//! the pruner deletes, version by version, those no retained version needs.
+//! The pruner runs on a thread of its own at nice 19
+//! ([`StoreConfig::prune_in_background`], the default for RocksDB) or in
+//! bounded steps after each apply (the default in memory, which keeps the
+//! simulator single-threaded). Either way a commit
 //! never waits for a whole prune; each prune step is one atomic batch and
 //! replaying one is harmless, so a crash mid-prune only leaves work for the
 //! next start.
@@ -132,7 +134,7 @@ pub use crate::limits::MAX_RECONSTRUCT_VERSIONS;
 use crate::limits::{
     LATEST_VALUES_CACHE_BYTES, MAX_COLUMN_FAMILY_NAME_BYTES, MAX_STORE_EXTRA_BYTES,
     MAX_STORE_EXTRA_WRITES, MAX_STORE_KEY_BYTES, MAX_STORE_SCAN_ENTRIES, MAX_STORE_VALUE_BYTES,
-    MAX_STORE_WRITES_PER_VERSION,
+    MAX_STORE_WRITES_PER_VERSION, MAX_TREES_AWAITING_FREE,
 };
 use proof::HASH_BYTES;
 use tree::{Hash32, Leaf, Op, Tree};
@@ -172,8 +174,9 @@ pub struct StoreConfig {
     /// process crash loses nothing (RocksDB's write-ahead log is written
     /// before `apply` returns), a machine crash may lose the last versions.
     pub sync: bool,
-    /// Prune on a thread of the store's own instead of in steps after each
-    /// apply.
+    /// Prune, and free old versions' trees, on threads of the store's own
+    /// at the lowest CPU priority, instead of pruning in steps after each
+    /// apply and freeing on the rayon pool.
     pub prune_in_background: bool,
     /// RocksDB block cache shared by all column families.
     pub rocksdb_block_cache_bytes: usize,
@@ -217,6 +220,8 @@ pub struct MerkleStore {
     /// `finish_pruning` never interleave their steps.
     prune_lock: Arc<Mutex<()>>,
     pruner: Option<Pruner>,
+    /// Frees dropped trees when [`StoreConfig::prune_in_background`].
+    reaper: Option<Reaper>,
     /// The error of the last inline prune after a write, if it failed.
     inline_prune_failure: Mutex<Option<String>>,
     /// Values of the latest version by key, see [`LatestValues`].
@@ -408,6 +413,7 @@ impl MerkleStore {
             trees: BTreeMap::new(),
             prune_lock: Arc::new(Mutex::new(())),
             pruner: None,
+            reaper: None,
             inline_prune_failure: Mutex::new(None),
             latest_values: Mutex::new(LatestValues::default()),
         };
@@ -427,6 +433,7 @@ impl MerkleStore {
                 Arc::clone(&store.backend),
                 Arc::clone(&store.prune_lock),
             ));
+            store.reaper = Reaper::start();
         }
         store.run_pruning()?;
         Ok(store)
@@ -993,10 +1000,17 @@ impl MerkleStore {
             let dropped = std::mem::replace(&mut self.trees, kept);
             if !dropped.is_empty() {
                 // Freeing a version's own nodes (about ten per key its block
-                // wrote) walks cold memory; a pool thread does it while this
-                // one goes on. Nothing else holds them, so the order in which
-                // they are freed cannot matter.
-                rayon::spawn(move || drop(dropped));
+                // wrote) walks cold memory; another thread does it while this
+                // one goes on: the reaper when there is one and it keeps up,
+                // else a pool thread. Nothing else holds them, so the order
+                // in which they are freed cannot matter.
+                let dropped = match &self.reaper {
+                    Some(reaper) => reaper.free(dropped),
+                    None => Some(dropped),
+                };
+                if let Some(dropped) = dropped {
+                    rayon::spawn(move || drop(dropped));
+                }
             }
         }
     }
@@ -1241,6 +1255,9 @@ impl Drop for MerkleStore {
         if let Some(pruner) = self.pruner.take() {
             pruner.stop();
         }
+        if let Some(reaper) = self.reaper.take() {
+            reaper.stop();
+        }
     }
 }
 
@@ -1451,6 +1468,7 @@ fn prune_loop(
     stop: &AtomicBool,
     failure: &Mutex<Option<String>>,
 ) {
+    lower_thread_priority("state-pruner");
     while wakes.recv().is_ok() {
         while !stop.load(Ordering::Relaxed) {
             match prune_step(backend, lock) {
@@ -1467,4 +1485,77 @@ fn prune_loop(
             return;
         }
     }
+}
+
+/// The thread that frees old versions' trees, at the lowest CPU priority:
+/// the work is a walk of cold memory (session 13 measured it at ~5% of a
+/// devnet's CPU at half load) that nothing waits for, so commits, votes and
+/// verification go first. Bounded by [`MAX_TREES_AWAITING_FREE`].
+#[derive(Debug)]
+struct Reaper {
+    trees: Option<SyncSender<BTreeMap<u64, Tree>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Reaper {
+    /// `None` if the thread could not start (trees are then freed on the
+    /// rayon pool, as without a reaper).
+    fn start() -> Option<Reaper> {
+        let (trees, queue) = sync_channel::<BTreeMap<u64, Tree>>(MAX_TREES_AWAITING_FREE);
+        let spawned = std::thread::Builder::new()
+            .name("state-reaper".to_owned())
+            .spawn(move || {
+                lower_thread_priority("state-reaper");
+                // Each received map is dropped at the end of its iteration;
+                // the loop ends when the store drops the sender.
+                for dropped in queue {
+                    drop(dropped);
+                }
+            });
+        match spawned {
+            Ok(handle) => Some(Reaper {
+                trees: Some(trees),
+                handle: Some(handle),
+            }),
+            Err(error) => {
+                tracing::warn!(%error, "state reaper thread did not start");
+                None
+            }
+        }
+    }
+
+    /// Queues `dropped` for freeing; gives it back if the queue is full (or
+    /// the thread gone), for the caller to free some other way.
+    fn free(&self, dropped: BTreeMap<u64, Tree>) -> Option<BTreeMap<u64, Tree>> {
+        let Some(trees) = &self.trees else {
+            return Some(dropped);
+        };
+        match trees.try_send(dropped) {
+            Ok(()) => None,
+            Err(TrySendError::Full(dropped) | TrySendError::Disconnected(dropped)) => Some(dropped),
+        }
+    }
+
+    /// Frees what is queued and ends the thread.
+    fn stop(mut self) {
+        self.trees = None;
+        if let Some(handle) = self.handle.take()
+            && handle.join().is_err()
+        {
+            tracing::warn!("state reaper thread panicked");
+        }
+    }
+}
+
+/// Moves the calling thread to the lowest CPU priority (nice 19), as
+/// RocksDB's background threads are (`rocks.rs`). Linux sets the nice value
+/// of a single thread by its thread id; elsewhere this does nothing. A
+/// failure is logged: the thread then works at normal priority.
+fn lower_thread_priority(thread: &str) {
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19) {
+        tracing::warn!(%error, thread, "could not lower the thread's CPU priority");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = thread;
 }

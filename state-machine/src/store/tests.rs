@@ -1215,3 +1215,74 @@ fn crash_child(dir: &Path) -> ! {
         version += 1;
     }
 }
+
+// ---- freeing old trees ----
+
+/// The nice values of this process's threads named `name`.
+#[cfg(target_os = "linux")]
+fn nice_of_threads(name: &str) -> Vec<i64> {
+    let mut nice = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let task = task.unwrap().path();
+        // A thread that ended since the listing has no files left.
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(task.join("comm")),
+            std::fs::read_to_string(task.join("stat")),
+        ) else {
+            continue;
+        };
+        if comm.trim_end() != name {
+            continue;
+        }
+        // Fields after the command's closing parenthesis: state is field 3
+        // of stat(5), nice field 19.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        nice.push(after.split(' ').nth(16).unwrap().parse().unwrap());
+    }
+    nice
+}
+
+/// With background work on, the tree of a version leaving memory is freed
+/// by the store's reaper thread, which runs at nice 19.
+#[test]
+fn reaper_frees_old_trees_at_low_priority() {
+    let config = StoreConfig {
+        prune_in_background: true,
+        versions_in_memory: 1,
+        ..StoreConfig::default()
+    };
+    let mut store = MerkleStore::open_memory_with(&config).unwrap();
+    store
+        .apply(0, &writes_of(&[("alice", Some("1")), ("bob", Some("2"))]))
+        .unwrap();
+    let Tree::Internal(root) = store.trees[&0].clone() else {
+        panic!("two leaves make an internal root");
+    };
+    let old_root = Arc::downgrade(&root);
+    drop(root);
+    // Version 1 rewrites alice: version 0's root is held by nothing else.
+    store.apply(1, &writes_of(&[("alice", Some("3"))])).unwrap();
+    assert!(!store.trees.contains_key(&0));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while old_root.upgrade().is_some() {
+        assert!(std::time::Instant::now() < deadline, "old tree not freed");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // Other tests' reapers may be starting this moment (each lowers its
+        // priority first thing): wait until every one has.
+        loop {
+            let nice = nice_of_threads("state-reaper");
+            assert!(!nice.is_empty(), "no reaper thread");
+            if nice.iter().all(|n| *n == 19) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "reaper nice {nice:?}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    assert_eq!(store.get(1, b"alice").unwrap(), Some(b"3".to_vec()));
+    // Dropping the store joins the thread (a hang here would be a bug).
+    drop(store);
+}
