@@ -48,10 +48,12 @@ pub const MAX_STORE_SCAN_ENTRIES: usize = 10_000;
 pub const MAX_RECONSTRUCT_VERSIONS: u64 = 1024;
 
 /// Old versions' trees waiting for the store's background thread to free
-/// them. Each holds the nodes its block replaced (about ten per written key:
-/// a few MB for a block of thousands of settlements); when this many wait,
-/// the next is freed on the rayon pool at normal priority instead, so a
-/// machine too busy to give the thread time holds a bounded backlog.
+/// them, counted by the applied version that dropped them (normally one
+/// tree each). A tree holds the nodes its block replaced (about ten per
+/// written key: a few MB for a block of thousands of settlements); when this
+/// many wait, the next is freed on the rayon pool at normal priority
+/// instead, so a machine too busy to give the thread time holds a bounded
+/// backlog.
 pub const MAX_TREES_AWAITING_FREE: usize = 32;
 
 /// Name length of an extra column family; names are short identifiers.
