@@ -16,7 +16,7 @@ use commons_state_machine::ledger::{
 };
 use commons_types::batch::{self, VerifyItem};
 use commons_types::tx::{SignedTx, pb};
-use commons_types::{ChainId, Hash, SecretKey};
+use commons_types::{ChainId, SecretKey};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
 
@@ -30,7 +30,7 @@ const CHAIN: &str = "bench-chain";
 struct AllVerified;
 
 impl VerifiedTxs for AllVerified {
-    fn is_verified(&self, _: &Hash) -> bool {
+    fn is_verified(&self, _: &PreparedTx) -> bool {
         true
     }
 }

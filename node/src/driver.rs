@@ -442,8 +442,10 @@ impl Driver {
     }
 
     /// The gossiped transactions this node has not seen, decoded: neither
-    /// pending in its mempool nor verified before (in a proposal it checked,
-    /// or admitted and since committed). Admission verifies signatures
+    /// pending in its mempool (by id: a copy under other signatures would
+    /// be refused as a duplicate) nor verified before as this exact
+    /// envelope (in a proposal it checked, or admitted and since
+    /// committed). Admission verifies signatures
     /// before it looks for duplicates, so a transaction that reached this
     /// node in a proposal before its gossip would otherwise be verified
     /// twice; a peer's verdict is not answered to anyone, so skipping it
@@ -456,7 +458,7 @@ impl Driver {
         decoded
             .into_iter()
             .filter(|(prepared, _)| match prepared {
-                Ok(p) => !pool.contains(&p.id) && !VerifiedTxs::is_verified(pool, &p.id),
+                Ok(p) => !pool.contains(&p.id) && !VerifiedTxs::is_verified(pool, p),
                 // Admission answers what does not decode.
                 Err(_) => true,
             })

@@ -303,7 +303,7 @@ impl Application {
             return Err(PayloadError::BadSignature { index });
         }
         for &i in &to_check {
-            self.mempool.mark_verified(prepared[i].id);
+            self.mempool.mark_verified(&prepared[i]);
         }
         Ok(())
     }

@@ -8,8 +8,10 @@
 //! verdict. The pool is bounded by count, bytes and per-sender entries; a
 //! full pool refuses with [`AdmitError::Full`] and never grows.
 //!
-//! Ids of transactions whose signatures were verified here are remembered
-//! (bounded, oldest forgotten first), so block execution can skip them.
+//! Envelopes whose signatures were verified here are remembered (bounded,
+//! oldest forgotten first, by [`PreparedTx::envelope`]: body and
+//! signatures, not the id, which names the body alone), so block
+//! validation and execution can skip them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
@@ -45,7 +47,7 @@ struct Entry {
     seq: u64,
 }
 
-/// Bounded memory of verified transaction ids. Looked up for every
+/// Bounded memory of verified envelope hashes. Looked up for every
 /// transaction at admission, in proposals and in execution, never iterated:
 /// a hash set (std's randomly keyed hasher, so ids ground by an attacker
 /// cannot be aimed at one bucket), where a B-tree walked several nodes and
@@ -57,9 +59,9 @@ struct VerifiedCache {
 }
 
 impl VerifiedCache {
-    fn insert(&mut self, id: Hash) {
-        if self.set.insert(id) {
-            self.order.push_back(id);
+    fn insert(&mut self, envelope: Hash) {
+        if self.set.insert(envelope) {
+            self.order.push_back(envelope);
             while self.order.len() > limits::VERIFIED_CACHE_MAX {
                 if let Some(old) = self.order.pop_front() {
                     self.set.remove(&old);
@@ -95,8 +97,8 @@ pub struct Mempool {
 }
 
 impl VerifiedTxs for Mempool {
-    fn is_verified(&self, id: &Hash) -> bool {
-        self.verified.set.contains(id)
+    fn is_verified(&self, tx: &PreparedTx) -> bool {
+        self.verified.set.contains(&tx.envelope)
     }
 }
 
@@ -199,7 +201,7 @@ impl Mempool {
         let id = prepared.id;
         // Signatures are good: remember that even if admission fails below,
         // since the same transaction may come back in a block.
-        self.verified.insert(id);
+        self.verified.insert(prepared.envelope);
         if self.entries.contains_key(&id) {
             return Ok(Err(AdmitError::Duplicate(id)));
         }
@@ -404,10 +406,10 @@ impl Mempool {
         Some(entry)
     }
 
-    /// Records that `id`'s signatures verified (in a proposal's check), so
+    /// Records that `tx`'s signatures verified (in a proposal's check), so
     /// executing its block skips them.
-    pub fn mark_verified(&mut self, id: Hash) {
-        self.verified.insert(id);
+    pub fn mark_verified(&mut self, tx: &PreparedTx) {
+        self.verified.insert(tx.envelope);
     }
 
     /// The decoded transaction, if pending.

@@ -92,8 +92,8 @@ fn block(keys: &[SecretKey], nonce: u64, forged: &[usize]) -> Vec<PreparedTx> {
 struct AllButForged(BTreeSet<Hash>);
 
 impl VerifiedTxs for AllButForged {
-    fn is_verified(&self, id: &Hash) -> bool {
-        !self.0.contains(id)
+    fn is_verified(&self, tx: &PreparedTx) -> bool {
+        !self.0.contains(&tx.id)
     }
 }
 
@@ -101,7 +101,7 @@ impl VerifiedTxs for AllButForged {
 struct AllVerified;
 
 impl VerifiedTxs for AllVerified {
-    fn is_verified(&self, _: &Hash) -> bool {
+    fn is_verified(&self, _: &PreparedTx) -> bool {
         true
     }
 }

@@ -3,6 +3,7 @@
 //! re-encoded; the tx id is `SHA-256(body)`.
 
 use prost::Message;
+use sha2::{Digest, Sha256};
 
 pub use commons_proto::v1 as pb;
 
@@ -97,6 +98,24 @@ impl SignedTx {
     /// `SHA-256(body)`.
     pub fn id(&self) -> Hash {
         Hash::digest(&self.body)
+    }
+
+    /// The id, and `SHA-256(id || key_1 || signature_1 || …)`: the hash
+    /// that names this exact envelope, where the id names only the body.
+    /// The same body may travel with other signers or other signatures
+    /// under the same id, so a record that a transaction's signatures were
+    /// checked must be kept under the envelope hash, never under the id.
+    /// Keys and signatures have fixed lengths: the concatenation is
+    /// unambiguous.
+    pub fn id_and_envelope_hash(&self) -> (Hash, Hash) {
+        let id = self.id();
+        let mut hasher = Sha256::new();
+        hasher.update(id.as_bytes());
+        for (key, signature) in &self.signatures {
+            hasher.update(key.0);
+            hasher.update(signature.0);
+        }
+        (id, Hash(hasher.finalize().into()))
     }
 
     /// Signs `body` on `chain` by each of `signers`, in order.

@@ -38,16 +38,22 @@ use crate::{LedgerError, TxError};
 #[derive(Clone, Debug)]
 pub struct PreparedTx {
     pub tx: SignedTx,
+    /// `SHA-256(body)`: names the body, not who signed it.
     pub id: Hash,
+    /// Names the body with its signatures: what [`VerifiedTxs`] vouches for
+    /// (see [`SignedTx::id_and_envelope_hash`]).
+    pub envelope: Hash,
     pub encoded_len: usize,
 }
 
 impl PreparedTx {
     pub fn new(tx: SignedTx) -> PreparedTx {
         let encoded_len = tx.encode().len();
+        let (id, envelope) = tx.id_and_envelope_hash();
         PreparedTx {
-            id: tx.id(),
             tx,
+            id,
+            envelope,
             encoded_len,
         }
     }
@@ -55,9 +61,11 @@ impl PreparedTx {
     /// Decodes an encoded `SignedTx` (bounded by the types crate's limits).
     pub fn decode(bytes: &[u8]) -> Result<PreparedTx, TxError> {
         let tx = SignedTx::decode(bytes)?;
+        let (id, envelope) = tx.id_and_envelope_hash();
         Ok(PreparedTx {
-            id: tx.id(),
             tx,
+            id,
+            envelope,
             encoded_len: bytes.len(),
         })
     }
@@ -79,9 +87,11 @@ pub struct BlockOutcome {
 }
 
 /// Where signatures were already checked: the mempool's record of verified
-/// transaction ids.
+/// envelopes. Keyed by [`PreparedTx::envelope`], not the id: a block may
+/// carry a body this node verified under other signatures (a Byzantine
+/// leader re-signing, or forging, a known body), and those must be checked.
 pub trait VerifiedTxs {
-    fn is_verified(&self, id: &Hash) -> bool;
+    fn is_verified(&self, tx: &PreparedTx) -> bool;
 }
 
 /// Nothing verified in advance: every signature is checked.
@@ -89,7 +99,7 @@ pub trait VerifiedTxs {
 pub struct NoneVerified;
 
 impl VerifiedTxs for NoneVerified {
-    fn is_verified(&self, _: &Hash) -> bool {
+    fn is_verified(&self, _: &PreparedTx) -> bool {
         false
     }
 }
@@ -108,7 +118,7 @@ pub(crate) fn check_block_size(txs: &[PreparedTx]) -> Result<(), LedgerError> {
 /// not vouch for.
 pub(crate) fn unverified(txs: &[PreparedTx], verified: &dyn VerifiedTxs) -> Vec<usize> {
     (0..txs.len())
-        .filter(|&i| !verified.is_verified(&txs[i].id))
+        .filter(|&i| !verified.is_verified(&txs[i]))
         .collect()
 }
 

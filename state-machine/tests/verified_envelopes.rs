@@ -1,0 +1,160 @@
+//! The mempool's record of checked signatures vouches for exact envelopes,
+//! never for bare ids. The tx id is `SHA-256(body)`: it does not name the
+//! signers. Were the record kept by id, a Byzantine leader could take a body
+//! that honest mempools verified under its own signature, put a victim's key
+//! and a forged signature on it, and propose it: every honest validator would
+//! skip the check, vote for the block and execute the body as the victim's.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::collections::BTreeMap;
+
+use commons_consensus::{Block, BlockFields, QuorumCert, VoteData};
+use commons_state_machine::ledger::{
+    Genesis, GenesisAccount, GenesisValidator, Ledger, PreparedTx, VerifiedTxs,
+};
+use commons_state_machine::{Application, Payload, PayloadError};
+use commons_types::tx::{SignedTx, pb};
+use commons_types::{ChainId, Epoch, Hash, Height, Round, SecretKey, ValidatorIndex};
+use prost::Message;
+
+const CHAIN: &str = "envelope-chain";
+const BALANCE: u64 = 10_000;
+
+fn chain() -> ChainId {
+    ChainId::new(CHAIN).unwrap()
+}
+
+fn validator(i: u8) -> SecretKey {
+    SecretKey::from_seed([i + 1; 32])
+}
+
+fn alice() -> SecretKey {
+    SecretKey::from_seed([0xa1; 32])
+}
+
+fn mallory() -> SecretKey {
+    SecretKey::from_seed([0x66; 32])
+}
+
+fn app() -> Application {
+    let params = BTreeMap::from([("fee_base".to_string(), 0), ("fee_per_byte".to_string(), 0)]);
+    let genesis = Genesis {
+        chain_id: chain(),
+        accounts: (0..4)
+            .map(|i| GenesisAccount {
+                public_key: validator(i).public_key(),
+                balance: BALANCE,
+                bonded: 100,
+            })
+            .chain([alice(), mallory()].iter().map(|k| GenesisAccount {
+                public_key: k.public_key(),
+                balance: BALANCE,
+                bonded: 0,
+            }))
+            .collect(),
+        validators: (0..4)
+            .map(|i| GenesisValidator {
+                public_key: validator(i).public_key(),
+                power: 10,
+                address: format!("127.0.0.1:{}", 7100 + u16::from(i)),
+            })
+            .collect(),
+        params,
+        treasury: 0,
+    };
+    Application::new(Ledger::in_memory(&genesis).unwrap())
+}
+
+/// Nonce 0 (Alice's and Mallory's next), no fee: pay Mallory 5,000.
+fn body() -> Vec<u8> {
+    pb::TxBody {
+        chain_id: CHAIN.into(),
+        nonce: 0,
+        fee: 0,
+        action: Some(pb::Action {
+            kind: Some(pb::action::Kind::Transfer(pb::Transfer {
+                to: mallory().public_key().0.to_vec().into(),
+                amount: 5_000,
+            })),
+        }),
+    }
+    .encode_to_vec()
+}
+
+/// Block 1 on genesis carrying `txs`, as a leader would propose it.
+fn block(app: &Application, txs: &[&SignedTx]) -> Block {
+    let payload = Payload {
+        state_height: Height(0),
+        txs: txs.iter().map(|t| t.encode()).collect(),
+    };
+    Block::new(BlockFields {
+        epoch: Epoch(0),
+        round: Round(1),
+        height: Height(1),
+        proposer: ValidatorIndex(0),
+        timestamp_ms: 1_000,
+        state_root: app.ledger().state_root(),
+        justify: QuorumCert {
+            data: VoteData {
+                epoch: Epoch(0),
+                round: Round(0),
+                height: Height(0),
+                block_id: Hash::digest(b"genesis"),
+                parent_id: Hash::ZERO,
+                parent_round: Round(0),
+            },
+            signatures: Vec::new(),
+        },
+        timeout_cert: None,
+        payload: payload.encode(),
+    })
+}
+
+#[test]
+fn a_verified_body_under_other_signatures_is_checked_again() {
+    let mut app = app();
+    // Mallory pays herself: a valid transaction, admitted, so its
+    // signatures are on record.
+    let honest = SignedTx::sign(body(), &chain(), &[&mallory()]);
+    let verdicts = app.submit(vec![honest.encode()]).unwrap();
+    assert_eq!(verdicts, vec![Ok(honest.id())]);
+
+    // The same body, relabelled as Alice's: her key, Mallory's signature.
+    let forged = SignedTx {
+        body: honest.body.clone(),
+        signatures: vec![(alice().public_key(), honest.signatures[0].1)],
+    };
+    assert_eq!(forged.id(), honest.id(), "the id names the body alone");
+    assert!(app.mempool().is_verified(&PreparedTx::new(honest.clone())));
+    assert!(!app.mempool().is_verified(&PreparedTx::new(forged.clone())));
+
+    // No honest validator votes for a proposal carrying it...
+    let bad = block(&app, &[&forged]);
+    assert_eq!(
+        app.validate(&bad, None),
+        Err(PayloadError::BadSignature { index: 0 })
+    );
+    // ...while the envelope it did verify passes without a second check.
+    assert_eq!(app.validate(&block(&app, &[&honest]), None), Ok(()));
+
+    // And were such a block committed anyway, executing it moves nothing
+    // out of Alice's account: the signature is checked, and fails.
+    let applied = app.apply(&bad, &[]).unwrap();
+    assert_eq!(applied.receipts.len(), 1);
+    assert!(!applied.receipts[0].success());
+    assert!(
+        applied.receipts[0].message.contains("signature"),
+        "{}",
+        applied.receipts[0].message
+    );
+    let ledger = app.ledger();
+    assert_eq!(
+        ledger.account(&alice().public_key()).unwrap().balance,
+        BALANCE
+    );
+    assert_eq!(
+        ledger.account(&mallory().public_key()).unwrap().balance,
+        BALANCE
+    );
+}
