@@ -1355,6 +1355,21 @@ impl Replica {
             .cloned()
         {
             if first.data == vote.data {
+                if verified || first.signature == vote.signature {
+                    return Ok(());
+                }
+                // The same data under another signature, while the stored
+                // copy is unchecked: one of them is forged. Keeping the first
+                // would let a forgery sent ahead shadow the voter's real
+                // vote, which is never sent again, and be dropped only when
+                // a quorum is checked: no QC would form. So the new one is
+                // checked now and, if good, replaces the stored one.
+                key.verify_raw(&vote.data.signing_bytes(&chain), &vote.signature)
+                    .map_err(|_| Reject::BadSignature {
+                        what: "vote",
+                        signer: vote.voter,
+                    })?;
+                self.add_vote(vote, true);
                 return Ok(());
             }
             if key
@@ -1836,8 +1851,12 @@ impl Replica {
     /// rate-limited like any probe, so a peer lying about its height costs
     /// one request per sync retry period and is never retried.
     fn note_requester_ahead(&mut self, from: PublicKey, epoch: Epoch, from_height: Height) {
+        // Only a validator's request counts: the probe slot is one per
+        // retry period, and a peer outside the set could otherwise keep it
+        // taken with made-up heights.
         if self.awaiting_epoch.is_none()
             && epoch == self.epoch
+            && self.set.index_of(&from).is_some()
             && from_height > self.tree.root().height.next()
         {
             self.probe_commits(from);
@@ -1912,7 +1931,11 @@ impl Replica {
                 Ok(())
             }
             SyncResponse::Committed { blocks, commit_qc } => {
-                if self.sync.committed.is_some() {
+                // Only the peer asked closes a request: were any answer to
+                // do so, a peer could cancel every catch-up with a
+                // worthless range and have the real answer refused.
+                let asked = self.sync.committed.is_some_and(|(p, _)| p == from);
+                if asked {
                     self.sync.committed = None;
                 } else if self.sync.probe.is_some_and(|(p, _)| p == from) {
                     self.sync.probe = None;
@@ -1921,7 +1944,16 @@ impl Replica {
                         what: "committed range",
                     });
                 }
-                self.on_committed_range(from, blocks, commit_qc)
+                let result = self.on_committed_range(from, blocks, commit_qc);
+                if result.is_err()
+                    && asked
+                    && let Some(next) = self.next_peer(&from)
+                {
+                    // The range asked for did not check out: ask the next
+                    // peer now rather than after the retry period.
+                    self.start_committed_sync(next);
+                }
+                result
             }
         }
     }

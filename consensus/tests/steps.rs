@@ -1280,3 +1280,162 @@ fn an_epoch_change_switches_the_validator_set_at_the_boundary() {
         assert_eq!(p.block.height().0, 3);
     }
 }
+
+#[test]
+fn a_forged_vote_sent_ahead_does_not_shadow_the_voters_real_vote() {
+    // This replica collects round 1's votes (it leads round 2) and did not
+    // propose round 1, so its own vote waits for the payload's validation.
+    let mut fx = Fixture::new(config(), |leader, me| leader(2) == me && leader(1) != me);
+    let b1 = fx.block(1, &fx.genesis_qc.clone(), None, b"one");
+    let (r, _) = fx.feed(fx.proposal_input(&b1));
+    r.unwrap();
+    let quorum = fx.set.quorum_power().div_ceil(10) as usize;
+    let voters: Vec<usize> = fx.others().into_iter().take(quorum - 1).collect();
+    // Anyone who saw the proposal can send votes in the voters' names with
+    // the right data and a bad signature, before the real ones arrive.
+    let outsider = key(99).public_key();
+    for &v in &voters {
+        let mut forged = fx.vote(&b1.block, v);
+        forged.signature = commons_types::Signature([7; 64]);
+        let (r, _) = fx.feed(Input::Message {
+            from: outsider,
+            message: Message::Vote(forged),
+        });
+        assert_eq!(r, Ok(()), "unchecked until it matters");
+    }
+    for &v in &voters {
+        let (r, _) = fx.feed(fx.msg(v, Message::Vote(fx.vote(&b1.block, v))));
+        assert_eq!(r, Ok(()), "the real vote replaces the forged one");
+    }
+    // A forgery arriving after the real vote (now checked) is a duplicate
+    // of it: nothing changes.
+    let mut late = fx.vote(&b1.block, voters[0]);
+    late.signature = commons_types::Signature([9; 64]);
+    let (r, _) = fx.feed(Input::Message {
+        from: outsider,
+        message: Message::Vote(late),
+    });
+    assert_eq!(r, Ok(()));
+    // This replica's own vote completes the quorum: the QC forms, with the
+    // voters' real signatures.
+    let (r, _) = fx.feed(Input::PayloadValidated {
+        block_id: b1.block.id(),
+        valid: true,
+    });
+    r.unwrap();
+    let qc = fx.replica.highest_qc().clone();
+    assert_eq!(qc.data, b1.block.vote_data(), "QC(B1) formed");
+    for &v in &voters {
+        let signature = fx.vote(&b1.block, v).signature;
+        assert!(
+            qc.signatures
+                .contains(&(ValidatorIndex(v as u16), signature)),
+            "voter {v}'s real signature is in the QC"
+        );
+    }
+}
+
+#[test]
+fn only_the_peer_asked_closes_a_committed_range_request() {
+    let mut fx = Fixture::new(config(), |leader, me| (1..=3).all(|r| leader(r) != me));
+    let q = fx.quorum();
+    let asked = (0..fx.n()).find(|v| *v != fx.me).unwrap();
+    let other = (0..fx.n()).find(|v| *v != fx.me && *v != asked).unwrap();
+    let b1 = fx.block(1, &fx.genesis_qc.clone(), None, b"one");
+    let qc1 = fx.qc(&b1.block, &q);
+    let b2 = fx.block(2, &qc1, None, b"two");
+    let qc2 = fx.qc(&b2.block, &q);
+    let b3 = fx.block(3, &qc2, None, b"three");
+    let qc3 = fx.qc(&b3.block, &q);
+    // A message of a later epoch from `asked`: this replica is behind and
+    // asks that peer for the committed blocks above its root.
+    let mut later = fx.vote(&b1.block, asked);
+    later.data.epoch = Epoch(1);
+    let (r, ready) = fx.feed(fx.msg(asked, Message::Vote(later)));
+    assert!(matches!(r, Err(Reject::WrongEpoch { .. })), "{r:?}");
+    assert!(
+        ready
+            .messages
+            .iter()
+            .any(|m| m.to == Destination::To(fx.from(asked))
+                && matches!(
+                    m.message,
+                    Message::SyncRequest(SyncRequest::Committed { .. })
+                )),
+        "{:?}",
+        ready.messages
+    );
+    // Another peer (a validator, or anyone) answers first with a worthless
+    // range under a real certificate: refused, the request stays open.
+    let worthless = Message::SyncResponse(SyncResponse::Committed {
+        blocks: Vec::new(),
+        commit_qc: qc3.clone(),
+    });
+    let (r, _) = fx.feed(fx.msg(other, worthless.clone()));
+    assert_eq!(
+        r,
+        Err(Reject::Unsolicited {
+            what: "committed range"
+        })
+    );
+    let (r, _) = fx.feed(Input::Message {
+        from: key(99).public_key(),
+        message: worthless,
+    });
+    assert_eq!(
+        r,
+        Err(Reject::Unsolicited {
+            what: "committed range"
+        })
+    );
+    // The peer asked answers: taken, and B1, B2 commit.
+    let range = Message::SyncResponse(SyncResponse::Committed {
+        blocks: vec![b1.block.clone(), b2.block.clone()],
+        commit_qc: qc3,
+    });
+    let (r, ready) = fx.feed(fx.msg(asked, range));
+    assert_eq!(r, Ok(()));
+    let committed: Vec<Hash> = ready.committed.iter().map(Block::id).collect();
+    assert_eq!(committed, vec![b1.block.id(), b2.block.id()]);
+}
+
+#[test]
+fn a_committed_range_request_from_outside_the_set_is_not_probed_back() {
+    // As in the test above it, a request from height 3 shows its sender
+    // committed beyond this replica's root; from a validator it is asked
+    // back, from a peer outside the set it is not (the one probe slot per
+    // retry period stays free for validators).
+    let mut fx = Fixture::new(config(), |leader, me| (1..=3).all(|r| leader(r) != me));
+    let outsider = key(99).public_key();
+    let request = Message::SyncRequest(SyncRequest::Committed {
+        epoch: Epoch(0),
+        from_height: commons_types::Height(3),
+    });
+    let (r, ready) = fx.feed(Input::Message {
+        from: outsider,
+        message: request.clone(),
+    });
+    assert!(matches!(r, Err(Reject::Unexpected { .. })), "{r:?}");
+    assert!(
+        !ready
+            .messages
+            .iter()
+            .any(|m| matches!(m.message, Message::SyncRequest(_))),
+        "{:?}",
+        ready.messages
+    );
+    let validator = (0..fx.n()).find(|v| *v != fx.me).unwrap();
+    let (_, ready) = fx.feed(fx.msg(validator, request));
+    assert!(
+        ready
+            .messages
+            .iter()
+            .any(|m| m.to == Destination::To(fx.from(validator))
+                && matches!(
+                    m.message,
+                    Message::SyncRequest(SyncRequest::Committed { .. })
+                )),
+        "a validator's request is still probed back: {:?}",
+        ready.messages
+    );
+}

@@ -368,7 +368,11 @@ pub fn committed_range(
     from: Height,
 ) -> Result<Option<(Vec<Block>, QuorumCert)>, StorageError> {
     let mut blocks = Vec::new();
-    for h in from.0..from.0 + commons_consensus::limits::MAX_SYNC_BLOCKS as u64 {
+    // `from` is a peer's: any value, up to u64::MAX.
+    let end = from
+        .0
+        .saturating_add(commons_consensus::limits::MAX_SYNC_BLOCKS as u64);
+    for h in from.0..end {
         match block_at(store, Height(h))? {
             Some(b) if b.epoch() == epoch => blocks.push(b),
             _ => break,
@@ -439,4 +443,28 @@ pub fn ancestors(store: &MerkleStore, id: &Hash, count: u16) -> Result<Vec<Block
         out.push(b);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use commons_state_machine::store::StoreConfig;
+
+    use super::*;
+
+    #[test]
+    fn a_committed_range_from_any_height_is_answered_without_panicking() {
+        let store = MerkleStore::open_memory_with(&StoreConfig {
+            extra_column_families: column_families(),
+            ..StoreConfig::default()
+        })
+        .expect("store");
+        for from in [0, 1, u64::MAX - 1, u64::MAX] {
+            assert!(
+                committed_range(&store, Epoch(0), Height(from))
+                    .expect("read")
+                    .is_none(),
+                "nothing stored, nothing served (from {from})"
+            );
+        }
+    }
 }
