@@ -237,6 +237,17 @@ fn sent_vote(ready: &Ready) -> Option<&Vote> {
     })
 }
 
+/// Whether `ready` sends `peer` a committed-range request.
+fn asks_committed(ready: &Ready, peer: commons_types::PublicKey) -> bool {
+    ready.messages.iter().any(|m| {
+        m.to == Destination::To(peer)
+            && matches!(
+                m.message,
+                Message::SyncRequest(SyncRequest::Committed { .. })
+            )
+    })
+}
+
 fn validates(ready: &Ready, block: &Block) -> bool {
     ready
         .requests
@@ -1354,14 +1365,7 @@ fn only_the_peer_asked_closes_a_committed_range_request() {
     let (r, ready) = fx.feed(fx.msg(asked, Message::Vote(later)));
     assert!(matches!(r, Err(Reject::WrongEpoch { .. })), "{r:?}");
     assert!(
-        ready
-            .messages
-            .iter()
-            .any(|m| m.to == Destination::To(fx.from(asked))
-                && matches!(
-                    m.message,
-                    Message::SyncRequest(SyncRequest::Committed { .. })
-                )),
+        asks_committed(&ready, fx.from(asked)),
         "{:?}",
         ready.messages
     );
@@ -1427,14 +1431,7 @@ fn a_committed_range_request_from_outside_the_set_is_not_probed_back() {
     let validator = (0..fx.n()).find(|v| *v != fx.me).unwrap();
     let (_, ready) = fx.feed(fx.msg(validator, request));
     assert!(
-        ready
-            .messages
-            .iter()
-            .any(|m| m.to == Destination::To(fx.from(validator))
-                && matches!(
-                    m.message,
-                    Message::SyncRequest(SyncRequest::Committed { .. })
-                )),
+        asks_committed(&ready, fx.from(validator)),
         "a validator's request is still probed back: {:?}",
         ready.messages
     );
