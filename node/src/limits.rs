@@ -66,6 +66,16 @@ pub const GOSSIP_FLUSH_MS: u64 = 20;
 /// not gossiped (peers still get them in blocks proposed by this node).
 pub const GOSSIP_PENDING_TXS: usize = 16 * GOSSIP_BATCH_TXS;
 
+/// The largest gRPC request a node decodes: one `SignedTx`, which may be at
+/// most `MAX_TX_BYTES` encoded; every other request is far smaller. tonic's
+/// default is 4 MiB, which let a client put 64 times the largest valid
+/// transaction in memory per message (and 1,024 messages per SubmitBatch
+/// step) before any size check ran.
+pub const GRPC_MAX_REQUEST_BYTES: usize = commons_types::limits::MAX_TX_BYTES;
+
+/// Concurrent gRPC streams (calls) per client connection.
+pub const GRPC_MAX_STREAMS_PER_CONNECTION: u32 = 64;
+
 /// Transactions in one SubmitBatch admission step: one parallel signature
 /// batch, and one round trip through the driver.
 pub const SUBMIT_BATCH_TXS: usize = 1024;

@@ -238,12 +238,14 @@ async fn serve_grpc(
         .build_v1()
         .map_err(|e| StartError::Grpc(e.to_string()))?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let max = limits::GRPC_MAX_REQUEST_BYTES;
     tonic::transport::Server::builder()
+        .max_concurrent_streams(limits::GRPC_MAX_STREAMS_PER_CONNECTION)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(tx_server::TxServer::new(api.clone()))
-        .add_service(query_server::QueryServer::new(api.clone()))
-        .add_service(subscribe_server::SubscribeServer::new(api))
+        .add_service(tx_server::TxServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(query_server::QueryServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(subscribe_server::SubscribeServer::new(api).max_decoding_message_size(max))
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = shutdown.changed().await;
         })

@@ -156,6 +156,15 @@ async fn settlements_commit_and_verify_with_proofs_body() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("32 bytes"), "{}", err.message());
+    // A message over the largest valid transaction is refused before it is
+    // decoded, and the connection stays usable.
+    let huge = commons_types::tx::SignedTx {
+        body: vec![0; commons_types::limits::MAX_TX_BYTES + 1],
+        signatures: Vec::new(),
+    }
+    .to_proto();
+    let err = tx_client.submit(huge).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{}", err.message());
     // Replaying a committed settlement is refused with the reason.
     let err = tx_client.submit(txs[0].clone()).await.unwrap_err();
     assert_eq!(
