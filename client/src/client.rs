@@ -619,16 +619,17 @@ impl Client {
 
     /// Waits until `tx` is committed (at most `timeout`) and its effect is
     /// in the newest certified state, then checks that it is really in:
-    /// the including block's certificate shows the transaction in the
+    /// the including block's certificate shows this exact envelope in the
     /// block, or, for a block whose certificate the node does not keep (an
-    /// epoch's last), the verified state shows the payer's nonce consumed.
-    /// Returns the receipt (its code and message are the node's word:
-    /// blocks carry no receipt root to check them against).
+    /// epoch's last), the verified state shows the payer's nonce consumed
+    /// (the weaker [`Inclusion::PayerNonceConsumed`]). Returns the receipt
+    /// (its code and message are the node's word: blocks carry no receipt
+    /// root to check them against) and how inclusion was checked.
     pub async fn wait_committed(
         &mut self,
         tx: &SignedTx,
         timeout: Duration,
-    ) -> Result<api::Receipt, ClientError> {
+    ) -> Result<Committed, ClientError> {
         let id = tx.id();
         let deadline = Instant::now() + timeout;
         let status = loop {
@@ -684,9 +685,11 @@ impl Client {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        if self.verify {
-            self.check_inclusion(tx, &receipt).await?;
-        }
+        let inclusion = if self.verify {
+            self.check_inclusion(tx, &receipt).await?
+        } else {
+            Inclusion::Unverified
+        };
         if receipt.code != 0 {
             return Err(ClientError::TxFailed {
                 tx_id: id.to_hex(),
@@ -694,15 +697,17 @@ impl Client {
                 message: receipt.message.clone(),
             });
         }
-        Ok(receipt)
+        Ok(Committed { receipt, inclusion })
     }
 
     async fn check_inclusion(
         &mut self,
         tx: &SignedTx,
         receipt: &api::Receipt,
-    ) -> Result<(), ClientError> {
-        let id = tx.id();
+    ) -> Result<Inclusion, ClientError> {
+        // By envelope: the id names the body alone, and the same body may
+        // be in the block under another signer.
+        let (_, envelope) = tx.id_and_envelope_hash();
         let refuse = |proven: &str| -> ClientError {
             VerifyError::AnswerContradictsProof {
                 what: "the transaction's commit",
@@ -713,12 +718,13 @@ impl Client {
         };
         match self.block(receipt.height).await {
             Ok(block) => {
-                let included = block
-                    .verified
-                    .as_ref()
-                    .is_some_and(|v| executed_txs(&v.block).iter().any(|t| t.id == id));
+                let included = block.verified.as_ref().is_some_and(|v| {
+                    executed_txs(&v.block)
+                        .iter()
+                        .any(|t| t.envelope == envelope)
+                });
                 if included {
-                    Ok(())
+                    Ok(Inclusion::CertifiedBlock)
                 } else {
                     Err(refuse("the certified block does not contain it"))
                 }
@@ -731,7 +737,7 @@ impl Client {
                     .nonce;
                 let account = self.account(payer).await?.value;
                 if account.is_some_and(|a| a.nonce > nonce) {
-                    Ok(())
+                    Ok(Inclusion::PayerNonceConsumed)
                 } else {
                     Err(refuse(
                         "the payer's nonce is not consumed in the certified state",
@@ -739,6 +745,49 @@ impl Client {
                 }
             }
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// A committed transaction: its receipt, and how its inclusion was checked.
+#[derive(Clone, Debug)]
+pub struct Committed {
+    pub receipt: api::Receipt,
+    pub inclusion: Inclusion,
+}
+
+/// How [`Client::wait_committed`] checked that a transaction is in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inclusion {
+    /// The certified block at the receipt's height carries this exact
+    /// envelope (body and signatures).
+    CertifiedBlock,
+    /// The block has no certificate the node keeps (an epoch's last): the
+    /// certified state shows the payer's nonce consumed. Some transaction
+    /// of that payer and nonce committed, not necessarily this one.
+    PayerNonceConsumed,
+    /// Not checked: verification is off.
+    Unverified,
+}
+
+impl Inclusion {
+    /// What a report says of it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Inclusion::CertifiedBlock => "inclusion verified against the block's certificate",
+            Inclusion::PayerNonceConsumed => {
+                "the payer's nonce is consumed in certified state (the block, an epoch's last, has no certificate to show this transaction in it)"
+            }
+            Inclusion::Unverified => "UNVERIFIED (--no-verify)",
+        }
+    }
+
+    /// Its name in JSON reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Inclusion::CertifiedBlock => "certified_block",
+            Inclusion::PayerNonceConsumed => "payer_nonce_consumed",
+            Inclusion::Unverified => "unverified",
         }
     }
 }

@@ -141,6 +141,7 @@ fn member_proposes_others_vote_change_takes_effect_and_two_machine_settlement() 
         "transfer", "--from", "faucet", "--to", "alice", "--amount", "50000000",
     ]);
     assert_eq!(sent["inclusion_verified"], true);
+    assert_eq!(sent["inclusion"], "certified_block");
     let funded = member.json(&["balance", "alice"]);
     assert_eq!(funded["balance"], 50_000_000);
     member.ok(&["bond", "--from", "alice", "20000000"]);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::CommandFactory;
-use commons_client::client::ProposalView;
+use commons_client::client::{Committed, Inclusion, ProposalView};
 use commons_client::home::{Config, Home};
 use commons_client::keys::{KeyStore, parse_seed, read_limited, write_private};
 use commons_client::light::{TrustFile, TrustStore};
@@ -17,7 +17,6 @@ use commons_governance::{
     ParamChange, Phase, ProposalAction, ProposalContent, ProposalStatus, ValidatorChange,
     VoteOption, tally,
 };
-use commons_proto::v1 as api;
 use commons_state_machine::ledger::Genesis;
 use commons_types::tx::{SignedTx, pb};
 use commons_types::{Amount, Epoch, Height, PublicKey, SecretKey};
@@ -637,7 +636,7 @@ fn settlement_report(
 // ----- transactions -------------------------------------------------------
 
 /// Submits `tx` and waits for its finality behind a spinner.
-async fn submit_and_wait(ctx: &Ctx, client: &mut Client, tx: &SignedTx) -> Result<api::Receipt> {
+async fn submit_and_wait(ctx: &Ctx, client: &mut Client, tx: &SignedTx) -> Result<Committed> {
     let id = client.submit(tx).await?;
     debug_assert_eq!(id, tx.id());
     let spinner = ProgressBar::new_spinner();
@@ -652,19 +651,17 @@ async fn submit_and_wait(ctx: &Ctx, client: &mut Client, tx: &SignedTx) -> Resul
     Ok(result?)
 }
 
-fn tx_report(what: &str, receipt: &api::Receipt, verified: bool, extra: Value) -> Report {
+fn tx_report(what: &str, committed: &Committed, extra: Value) -> Report {
+    let receipt = &committed.receipt;
     let tx_id = hex::encode(&receipt.tx_id);
-    let inclusion = if verified {
-        "inclusion verified against the block's certificate"
-    } else {
-        "UNVERIFIED (--no-verify)"
-    };
+    let inclusion = committed.inclusion.describe();
     let mut json = json!({
         "tx_id": tx_id,
         "height": receipt.height,
         "fee": receipt.fee,
         "code": receipt.code,
-        "inclusion_verified": verified,
+        "inclusion_verified": committed.inclusion == Inclusion::CertifiedBlock,
+        "inclusion": committed.inclusion.name(),
     });
     if let (Value::Object(map), Value::Object(more)) = (&mut json, extra) {
         map.extend(more);
@@ -684,7 +681,7 @@ async fn send_signed(
     key: &SecretKey,
     action: pb::action::Kind,
     fee: Option<u64>,
-) -> Result<api::Receipt> {
+) -> Result<Committed> {
     let chain = client.trust().chain().clone();
     let nonce = client.next_nonce(key.public_key()).await?;
     let schedule = client.fee_schedule().await?;
@@ -702,9 +699,9 @@ async fn send(
 ) -> Result<Report> {
     let key = ctx.keys().load(from)?;
     let mut client = ctx.client().await?;
-    let receipt = send_signed(ctx, &mut client, &key, action, fee).await?;
+    let committed = send_signed(ctx, &mut client, &key, action, fee).await?;
     ctx.save_trust(&client)?;
-    Ok(tx_report(what, &receipt, client.verifying(), json!({})))
+    Ok(tx_report(what, &committed, json!({})))
 }
 
 fn resource_pb(r: ResourceArg) -> i32 {
@@ -946,7 +943,7 @@ async fn settle(ctx: &Ctx, cmd: SettleCmd) -> Result<Report> {
                     client.trust().chain()
                 )));
             }
-            let receipt = submit_and_wait(ctx, &mut client, &tx).await?;
+            let committed = submit_and_wait(ctx, &mut client, &tx).await?;
             // Read the settlement back, verified.
             let body = partial.decoded_body()?;
             let mut stored = None;
@@ -959,12 +956,7 @@ async fn settle(ctx: &Ctx, cmd: SettleCmd) -> Result<Report> {
                 stored = Some(settlement_report(m, s.trade_id, &c.value, &c.root));
             }
             ctx.save_trust(&client)?;
-            let report = tx_report(
-                &format!("{terms}\nsettled"),
-                &receipt,
-                client.verifying(),
-                json!({}),
-            );
+            let report = tx_report(&format!("{terms}\nsettled"), &committed, json!({}));
             if let Value::Object(map) = &mut json {
                 if let Value::Object(more) = report.json {
                     map.extend(more);
@@ -1172,7 +1164,7 @@ async fn gov(ctx: &Ctx, cmd: GovCmd) -> Result<Report> {
                 content: content.encode().into(),
                 deposit: common.deposit,
             });
-            let receipt = send_signed(ctx, &mut client, &key, action, common.fee.fee).await?;
+            let committed = send_signed(ctx, &mut client, &key, action, common.fee.fee).await?;
             // Find the new proposal's id: the newest one by this proposer
             // submitted in that block.
             let count = client.proposal_count().await?;
@@ -1180,7 +1172,7 @@ async fn gov(ctx: &Ctx, cmd: GovCmd) -> Result<Report> {
             for id in (count.saturating_sub(16)..count).rev() {
                 if let Some(v) = client.proposal(id).await?.value
                     && *v.proposal.proposer() == key.public_key()
-                    && v.proposal.submitted_at().0 == receipt.height
+                    && v.proposal.submitted_at().0 == committed.receipt.height
                 {
                     found = Some(id);
                     break;
@@ -1194,12 +1186,7 @@ async fn gov(ctx: &Ctx, cmd: GovCmd) -> Result<Report> {
                 ),
                 None => format!("submitted a proposal: {}", describe_action(&content.action)),
             };
-            Ok(tx_report(
-                &what,
-                &receipt,
-                client.verifying(),
-                json!({"proposal_id": found}),
-            ))
+            Ok(tx_report(&what, &committed, json!({"proposal_id": found})))
         }
         GovCmd::Deposit {
             from,
