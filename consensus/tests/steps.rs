@@ -217,6 +217,23 @@ impl Fixture {
         }
     }
 
+    /// B1, B2, B3 proposed in rounds 1–3 on genesis, each certified by a
+    /// quorum: QC(B3) commits B1 and B2.
+    fn committed_chain(&self) -> CommittedChain {
+        let q = self.quorum();
+        let b1 = self.block(1, &self.genesis_qc.clone(), None, b"one");
+        let qc1 = self.qc(&b1.block, &q);
+        let b2 = self.block(2, &qc1, None, b"two");
+        let qc2 = self.qc(&b2.block, &q);
+        let b3 = self.block(3, &qc2, None, b"three");
+        let qc3 = self.qc(&b3.block, &q);
+        CommittedChain {
+            b1: b1.block,
+            b2: b2.block,
+            qc3,
+        }
+    }
+
     /// Proposal in, payload validated, vote out: the usual path.
     fn accept_and_vote(&mut self, p: &Proposal) {
         let (r, _) = self.feed(self.proposal_input(p));
@@ -227,6 +244,24 @@ impl Fixture {
         });
         r.unwrap();
         assert!(ready.persist.record.is_some());
+    }
+}
+
+/// See [`Fixture::committed_chain`].
+struct CommittedChain {
+    b1: Block,
+    b2: Block,
+    qc3: QuorumCert,
+}
+
+impl CommittedChain {
+    /// The committed range a peer ahead answers with: B1 and B2 under
+    /// QC(B3).
+    fn range(&self) -> Message {
+        Message::SyncResponse(SyncResponse::Committed {
+            blocks: vec![self.b1.clone(), self.b2.clone()],
+            commit_qc: self.qc3.clone(),
+        })
     }
 }
 
@@ -973,16 +1008,10 @@ fn a_committed_range_request_from_a_replica_ahead_probes_it_back() {
     // root. The request itself says the requester committed further: the
     // replica behind asks it back once, and takes the answer.
     let mut fx = Fixture::new(config(), |leader, me| (1..=3).all(|r| leader(r) != me));
-    let q = fx.quorum();
     let ahead = (0..fx.n()).find(|v| *v != fx.me).unwrap();
-    let b1 = fx.block(1, &fx.genesis_qc.clone(), None, b"one");
-    let qc1 = fx.qc(&b1.block, &q);
-    let b2 = fx.block(2, &qc1, None, b"two");
-    let qc2 = fx.qc(&b2.block, &q);
-    let b3 = fx.block(3, &qc2, None, b"three");
-    let qc3 = fx.qc(&b3.block, &q);
+    let chain = fx.committed_chain();
     let peer = fx.from(ahead);
-    let (id1, id2) = (b1.block.id(), b2.block.id());
+    let (id1, id2) = (chain.b1.id(), chain.b2.id());
     let probe_from = |height: u64| {
         Message::SyncRequest(SyncRequest::Committed {
             epoch: Epoch(0),
@@ -995,10 +1024,7 @@ fn a_committed_range_request_from_a_replica_ahead_probes_it_back() {
                 && matches!(m.message, Message::SyncRequest(SyncRequest::Committed { from_height, .. }) if from_height.0 == 1)
         })
     };
-    let range = Message::SyncResponse(SyncResponse::Committed {
-        blocks: vec![b1.block.clone(), b2.block.clone()],
-        commit_qc: qc3,
-    });
+    let range = chain.range();
     let steps = vec![
         step(
             "a peer at the same committed height asks from height 1: nothing to learn",
@@ -1107,14 +1133,8 @@ fn each_round_timeout_probes_the_next_peer_for_commits() {
     // who is ahead. Every timeout asks the next peer in turn for commits
     // above the root, and an answer from the peer asked last is taken.
     let mut fx = Fixture::new(config(), |leader, me| (1..=3).all(|r| leader(r) != me));
-    let q = fx.quorum();
-    let b1 = fx.block(1, &fx.genesis_qc.clone(), None, b"one");
-    let qc1 = fx.qc(&b1.block, &q);
-    let b2 = fx.block(2, &qc1, None, b"two");
-    let qc2 = fx.qc(&b2.block, &q);
-    let b3 = fx.block(3, &qc2, None, b"three");
-    let qc3 = fx.qc(&b3.block, &q);
-    let (id1, id2) = (b1.block.id(), b2.block.id());
+    let chain = fx.committed_chain();
+    let (id1, id2) = (chain.b1.id(), chain.b2.id());
     let probed = |ready: &Ready| -> Vec<commons_types::PublicKey> {
         ready
             .messages
@@ -1143,10 +1163,7 @@ fn each_round_timeout_probes_the_next_peer_for_commits() {
     let me = fx.from(fx.me);
     assert!(first[0] != me && second[0] != me);
     let answering = (0..fx.n()).find(|i| fx.from(*i) == second[0]).unwrap();
-    let range = Message::SyncResponse(SyncResponse::Committed {
-        blocks: vec![b1.block.clone(), b2.block.clone()],
-        commit_qc: qc3,
-    });
+    let range = chain.range();
     let (res, ready) = fx.feed(fx.msg(answering, range));
     assert_eq!(res, Ok(()));
     let committed: Vec<Hash> = ready.committed.iter().map(Block::id).collect();
@@ -1349,18 +1366,12 @@ fn a_forged_vote_sent_ahead_does_not_shadow_the_voters_real_vote() {
 #[test]
 fn only_the_peer_asked_closes_a_committed_range_request() {
     let mut fx = Fixture::new(config(), |leader, me| (1..=3).all(|r| leader(r) != me));
-    let q = fx.quorum();
     let asked = (0..fx.n()).find(|v| *v != fx.me).unwrap();
     let other = (0..fx.n()).find(|v| *v != fx.me && *v != asked).unwrap();
-    let b1 = fx.block(1, &fx.genesis_qc.clone(), None, b"one");
-    let qc1 = fx.qc(&b1.block, &q);
-    let b2 = fx.block(2, &qc1, None, b"two");
-    let qc2 = fx.qc(&b2.block, &q);
-    let b3 = fx.block(3, &qc2, None, b"three");
-    let qc3 = fx.qc(&b3.block, &q);
+    let chain = fx.committed_chain();
     // A message of a later epoch from `asked`: this replica is behind and
     // asks that peer for the committed blocks above its root.
-    let mut later = fx.vote(&b1.block, asked);
+    let mut later = fx.vote(&chain.b1, asked);
     later.data.epoch = Epoch(1);
     let (r, ready) = fx.feed(fx.msg(asked, Message::Vote(later)));
     assert!(matches!(r, Err(Reject::WrongEpoch { .. })), "{r:?}");
@@ -1373,7 +1384,7 @@ fn only_the_peer_asked_closes_a_committed_range_request() {
     // range under a real certificate: refused, the request stays open.
     let worthless = Message::SyncResponse(SyncResponse::Committed {
         blocks: Vec::new(),
-        commit_qc: qc3.clone(),
+        commit_qc: chain.qc3.clone(),
     });
     let (r, _) = fx.feed(fx.msg(other, worthless.clone()));
     assert_eq!(
@@ -1393,14 +1404,10 @@ fn only_the_peer_asked_closes_a_committed_range_request() {
         })
     );
     // The peer asked answers: taken, and B1, B2 commit.
-    let range = Message::SyncResponse(SyncResponse::Committed {
-        blocks: vec![b1.block.clone(), b2.block.clone()],
-        commit_qc: qc3,
-    });
-    let (r, ready) = fx.feed(fx.msg(asked, range));
+    let (r, ready) = fx.feed(fx.msg(asked, chain.range()));
     assert_eq!(r, Ok(()));
     let committed: Vec<Hash> = ready.committed.iter().map(Block::id).collect();
-    assert_eq!(committed, vec![b1.block.id(), b2.block.id()]);
+    assert_eq!(committed, vec![chain.b1.id(), chain.b2.id()]);
 }
 
 #[test]

@@ -1493,8 +1493,8 @@ fn prune_loop(
 /// verification go first. Bounded by [`MAX_TREES_AWAITING_FREE`].
 #[derive(Debug)]
 struct Reaper {
-    trees: Option<SyncSender<BTreeMap<u64, Tree>>>,
-    handle: Option<JoinHandle<()>>,
+    trees: SyncSender<BTreeMap<u64, Tree>>,
+    handle: JoinHandle<()>,
 }
 
 impl Reaper {
@@ -1513,10 +1513,7 @@ impl Reaper {
                 }
             });
         match spawned {
-            Ok(handle) => Some(Reaper {
-                trees: Some(trees),
-                handle: Some(handle),
-            }),
+            Ok(handle) => Some(Reaper { trees, handle }),
             Err(error) => {
                 tracing::warn!(%error, "state reaper thread did not start");
                 None
@@ -1527,21 +1524,18 @@ impl Reaper {
     /// Queues `dropped` for freeing; gives it back if the queue is full (or
     /// the thread gone), for the caller to free some other way.
     fn free(&self, dropped: BTreeMap<u64, Tree>) -> Option<BTreeMap<u64, Tree>> {
-        let Some(trees) = &self.trees else {
-            return Some(dropped);
-        };
-        match trees.try_send(dropped) {
+        match self.trees.try_send(dropped) {
             Ok(()) => None,
             Err(TrySendError::Full(dropped) | TrySendError::Disconnected(dropped)) => Some(dropped),
         }
     }
 
     /// Frees what is queued and ends the thread.
-    fn stop(mut self) {
-        self.trees = None;
-        if let Some(handle) = self.handle.take()
-            && handle.join().is_err()
-        {
+    fn stop(self) {
+        let Reaper { trees, handle } = self;
+        // The thread's loop ends once the queue is drained and closed.
+        drop(trees);
+        if handle.join().is_err() {
             tracing::warn!("state reaper thread panicked");
         }
     }
