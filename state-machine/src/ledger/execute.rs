@@ -49,6 +49,15 @@ pub struct PreparedTx {
 impl PreparedTx {
     pub fn new(tx: SignedTx) -> PreparedTx {
         let encoded_len = tx.encode().len();
+        PreparedTx::with_len(tx, encoded_len)
+    }
+
+    /// Decodes an encoded `SignedTx` (bounded by the types crate's limits).
+    pub fn decode(bytes: &[u8]) -> Result<PreparedTx, TxError> {
+        Ok(PreparedTx::with_len(SignedTx::decode(bytes)?, bytes.len()))
+    }
+
+    fn with_len(tx: SignedTx, encoded_len: usize) -> PreparedTx {
         let (id, envelope) = tx.id_and_envelope_hash();
         PreparedTx {
             tx,
@@ -56,18 +65,6 @@ impl PreparedTx {
             envelope,
             encoded_len,
         }
-    }
-
-    /// Decodes an encoded `SignedTx` (bounded by the types crate's limits).
-    pub fn decode(bytes: &[u8]) -> Result<PreparedTx, TxError> {
-        let tx = SignedTx::decode(bytes)?;
-        let (id, envelope) = tx.id_and_envelope_hash();
-        Ok(PreparedTx {
-            tx,
-            id,
-            envelope,
-            encoded_len: bytes.len(),
-        })
     }
 }
 
