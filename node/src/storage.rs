@@ -5,7 +5,7 @@
 //! | --- | --- | --- | --- |
 //! | `consensus` | `record` | the safety record | `Ready::persist`, fsync, before any message leaves |
 //! | `consensus` | `last_applied` | height (u64 BE) ‖ block id | in the block's state batch |
-//! | `blocks` | block id | block (canonical encoding) | `Ready::persist` and the state batch |
+//! | `blocks` | block id | block (canonical encoding) | `Ready::persist`, or the state batch if it came by sync |
 //! | `pending` | height ‖ block id | empty | `Ready::persist`; deleted when that height is applied |
 //! | `qcs` | epoch ‖ height ‖ round | QC | `Ready::persist` |
 //! | `heights` | height | block id of the committed block | state batch |
@@ -141,9 +141,9 @@ pub fn persist(store: &MerkleStore, p: &Persist) -> Result<(), StorageError> {
 }
 
 /// The node's writes that go into the state batch of committed `block`:
-/// the block, its height index, the last-applied marker, the parent's
-/// certificate, the receipts and tx index, and the pending entries of its
-/// height dropped.
+/// the pending entries of its height dropped, the block unless `persist`
+/// stored it, its height index, the last-applied marker, the parent's
+/// certificate, the receipts and tx index.
 pub fn applied_writes(
     store: &MerkleStore,
     block: &Block,
@@ -152,10 +152,25 @@ pub fn applied_writes(
 ) -> Result<Vec<ExtraWrite>, StorageError> {
     let id = block.id();
     let height = block.height();
-    let mut writes = vec![
-        put(CF_BLOCKS, id.0.to_vec(), block.encode()),
-        put(CF_HEIGHTS, be(height.0), id.0.to_vec()),
-    ];
+    // The pending entries of this height go; one of them names this block
+    // if `persist` stored it (same batch as the block, never deleted
+    // before this one), and then its bytes are on disk already. A block
+    // that came by sync, or whose entry the bounded scan did not reach, is
+    // written here.
+    let mut writes = Vec::new();
+    let mut stored = false;
+    let pending = store.scan_extra(CF_PENDING, &be(height.0), limits::RESTART_PENDING_BLOCKS)?;
+    for (key, _) in pending {
+        if u64_of(&key, "pending key")? != height.0 {
+            break;
+        }
+        stored |= key.get(8..) == Some(&id.0[..]);
+        writes.push(delete(CF_PENDING, key));
+    }
+    if !stored {
+        writes.push(put(CF_BLOCKS, id.0.to_vec(), block.encode()));
+    }
+    writes.push(put(CF_HEIGHTS, be(height.0), id.0.to_vec()));
     let mut marker = be(height.0);
     marker.extend_from_slice(&id.0);
     writes.push(put(CF_CONSENSUS, KEY_LAST_APPLIED.to_vec(), marker));
@@ -183,13 +198,6 @@ pub fn applied_writes(
                 receipt_key(height, index),
             ));
         }
-    }
-    let pending = store.scan_extra(CF_PENDING, &be(height.0), limits::RESTART_PENDING_BLOCKS)?;
-    for (key, _) in pending {
-        if u64_of(&key, "pending key")? != height.0 {
-            break;
-        }
-        writes.push(delete(CF_PENDING, key));
     }
     Ok(writes)
 }
@@ -451,13 +459,78 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn a_committed_range_from_any_height_is_answered_without_panicking() {
-        let store = MerkleStore::open_memory_with(&StoreConfig {
+    fn store() -> MerkleStore {
+        MerkleStore::open_memory_with(&StoreConfig {
             extra_column_families: column_families(),
             ..StoreConfig::default()
         })
-        .expect("store");
+        .expect("store")
+    }
+
+    fn block_at_height_one(payload: &[u8]) -> Block {
+        use commons_consensus::{BlockFields, RootBlock};
+        use commons_types::{ChainId, Round, ValidatorIndex};
+        let chain = ChainId::new("storage-test").expect("chain id");
+        let root = RootBlock::genesis(&chain, Hash::ZERO, Hash::ZERO, 0);
+        Block::new(BlockFields {
+            epoch: Epoch(0),
+            round: Round(1),
+            height: Height(1),
+            proposer: ValidatorIndex(0),
+            timestamp_ms: 1,
+            state_root: Hash::ZERO,
+            justify: QuorumCert::root(Epoch(0), &root),
+            timeout_cert: None,
+            payload: payload.to_vec(),
+        })
+    }
+
+    fn block_writes(writes: &[ExtraWrite]) -> usize {
+        writes
+            .iter()
+            .filter(|w| w.column_family == CF_BLOCKS)
+            .count()
+    }
+
+    /// A block `persist` stored (its pending entry names it) is not written
+    /// again when it is applied; a block that came another way (sync) is,
+    /// and either way it reads back by height afterwards.
+    #[test]
+    fn an_applied_block_is_written_once() {
+        let persisted = block_at_height_one(b"persisted");
+        let fork = block_at_height_one(b"a fork at the same height");
+        let store = store();
+        persist(
+            &store,
+            &Persist {
+                record: None,
+                blocks: vec![persisted.clone(), fork.clone()],
+                qcs: Vec::new(),
+            },
+        )
+        .expect("persist");
+
+        let writes = applied_writes(&store, &persisted, &[], &[]).expect("writes");
+        assert_eq!(block_writes(&writes), 0, "stored by persist already");
+        let pending_deletes = writes
+            .iter()
+            .filter(|w| w.column_family == CF_PENDING && w.value.is_none())
+            .count();
+        assert_eq!(pending_deletes, 2, "both pending entries of the height go");
+        store.write_extra(&writes, false).expect("write");
+        assert_eq!(block_at(&store, Height(1)).expect("read"), Some(persisted));
+
+        let synced = block_at_height_one(b"came by sync");
+        let store = self::store();
+        let writes = applied_writes(&store, &synced, &[], &[]).expect("writes");
+        assert_eq!(block_writes(&writes), 1, "nothing stored it before");
+        store.write_extra(&writes, false).expect("write");
+        assert_eq!(block_at(&store, Height(1)).expect("read"), Some(synced));
+    }
+
+    #[test]
+    fn a_committed_range_from_any_height_is_answered_without_panicking() {
+        let store = store();
         for from in [0, 1, u64::MAX - 1, u64::MAX] {
             assert!(
                 committed_range(&store, Epoch(0), Height(from))
