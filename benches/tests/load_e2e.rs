@@ -164,6 +164,15 @@ fn bench_reports_commits_against_a_real_devnet() {
         "nothing committed: {stdout}\n{stderr}"
     );
     assert!(n("ceiling_per_s") > 0.0, "{stdout}");
+    // Timed again after the run, on the same corpus: a reading, and the
+    // same conversion from signatures to settlements (to within JSON's
+    // float parsing, which may be one unit in the last place off).
+    assert!(n("verify_sigs_per_s_after") > 0.0, "{stdout}");
+    let expected = n("verify_sigs_per_s_after") / 8.0;
+    assert!(
+        (n("ceiling_after_per_s") - expected).abs() <= expected * 1e-12,
+        "{stdout}"
+    );
     assert_eq!(v["target_rate_per_s"].as_f64(), Some(300.0));
 
     // Every settlement sent has one fate; committed ones were accepted.

@@ -65,8 +65,9 @@ struct Cli {
     /// Longest wait after the window for accepted settlements to commit.
     #[arg(long, default_value_t = 30.0)]
     drain_s: f64,
-    /// Seconds the ceiling's batch verification is timed (in four
-    /// windows; the fastest one counts).
+    /// Seconds the ceiling's batch verification is timed, before the load
+    /// and again after it (each in four windows; the fastest one counts;
+    /// the ratio uses the first).
     #[arg(long, default_value_t = 2.0)]
     ceiling_s: f64,
     /// Print one JSON object on stdout (the table goes to stderr).
