@@ -30,6 +30,38 @@
 //!    blocks committed after `Restart::last_applied` come out again, so the
 //!    application applies each exactly once.
 //!
+//! # Map
+//!
+//! The replica is a thin driver over rooms, one per part of the protocol,
+//! each with its own state and rules (its `//!` doc cites the paper):
+//!
+//! | room | state | rules |
+//! | --- | --- | --- |
+//! | `replica` ([`Replica`]) | identity, epoch, validator set, the rooms, the outbox | routes inputs to rooms and their results to each other; assembles [`Ready`] |
+//! | `voting` | the safety record, the payload under validation | voting rule, timeouts, one proposal per round, persist before send |
+//! | `vote_keeper` | votes, timeouts and proposal headers by round | quorum counting, QC and TC formation, forged-signature attribution, equivocation evidence |
+//! | `pacemaker` | round, deadline, TC of the previous round | entering rounds, the backed-off round timer, the round window |
+//! | `proposer` | leader election, the proposal waiting for a payload or parent | who leads, what a leader proposes |
+//! | `acceptance` | the pending tree, orphans | block shape and parent checks, orphans waiting for parents |
+//! | `certs` | root QC, highest QC, QCs already checked | checking QCs and TCs |
+//! | `commit` | the commit waiting for missing blocks | 2-chain commit rule, commit chains |
+//! | `epochs` | whether the epoch ended, next-epoch messages | epoch end and change |
+//! | `sync` | requests in flight, probes | fetching and serving blocks and committed ranges, whom to ask |
+//!
+//! Below them sit `message` (values and their encodings), `safety` (the
+//! voting, timeout and commit predicates), `election`, `tree` and `wire`.
+//! `contract` holds the driver contract's types.
+//!
+//! Who calls whom: [`Replica::handle`] fires the pacemaker's and sync's
+//! timers, then routes the input. A proposal goes through `acceptance`
+//! (signature, shape, parent) and `voting` (the voting rule); a vote or
+//! timeout through `vote_keeper`; sync messages through `sync`. Every QC or
+//! TC any room yields goes back through the replica (`process_qc`,
+//! `process_tc`): `certs` raises the highest QC, `commit` applies the
+//! commit rule, `pacemaker` enters the next round, and when this replica
+//! leads it `proposer` plans the block. No room holds or changes another
+//! room's state: what one needs of another comes in as an argument.
+//!
 //! # Protocol
 //!
 //! - Blocks carry epoch, round, height, proposer, timestamp, the application's
@@ -116,30 +148,41 @@
 //! switch can break it deliberately: `certs::qc_has_quorum` (quorum size),
 //! `safety::is_safe_to_vote` / `safety::locking_rule_holds` (voting and
 //! lock), `safety::tc_lock_round` (TC's highest QC), `safety::commit_rule`
-//! (2-chain), `Replica::record_for_ready` (record persisted before sending).
+//! (2-chain), `voting::Voter::record_for_ready` (record persisted before
+//! sending).
 #![deny(clippy::unwrap_used)]
 
+mod acceptance;
 mod certs;
+mod commit;
+mod contract;
 mod election;
+mod epochs;
 mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod limits;
 pub mod message;
 #[cfg(feature = "mutations")]
 pub mod mutations;
+mod pacemaker;
+mod proposer;
 mod replica;
 mod safety;
+mod sync;
 mod time;
 mod tree;
+mod vote_keeper;
+mod voting;
 pub mod wire;
 
+pub use contract::{Config, Destination, Input, Outbound, Persist, Ready, Request, Restart};
 pub use error::Reject;
 pub use message::{
     Block, BlockFields, Evidence, Message, Proposal, QuorumCert, RootBlock, SafetyRecord,
     SignedProposal, SignedTimeout, SyncRequest, SyncResponse, Timeout, TimeoutCert,
     TimeoutSignature, Vote, VoteData,
 };
-pub use replica::{
-    Config, Destination, Input, Outbound, Persist, Ready, Replica, Request, Restart,
-};
+pub use replica::Replica;
 pub use time::Millis;
 pub use wire::DecodeError;

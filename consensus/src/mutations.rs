@@ -15,9 +15,9 @@ pub enum Mutation {
     QuorumTwoThirdsInclusive,
     /// `safety::locking_rule_holds`: a block after a TC may extend any QC.
     LockingRuleDropped,
-    /// `Replica::record_for_ready`: the safety record is handed out only in
-    /// a `Ready` that sends no vote or timeout of this replica, so votes
-    /// leave before the record that covers them is persisted.
+    /// `voting::Voter::record_for_ready`: the safety record is handed out
+    /// only in a `Ready` that sends no vote or timeout of this replica, so
+    /// votes leave before the record that covers them is persisted.
     RecordAfterVote,
     /// `safety::commit_rule`: a QC commits its own block (1-chain).
     CommitOneChain,
