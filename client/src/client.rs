@@ -705,8 +705,8 @@ impl Client {
         tx: &SignedTx,
         receipt: &api::Receipt,
     ) -> Result<Inclusion, ClientError> {
-        // By envelope: the id names the body alone, and the same body may
-        // be in the block under another signer.
+        // By envelope: the id leaves the signatures out, and the same
+        // transaction may be in the block under a forged signature.
         let (_, envelope) = tx.id_and_envelope_hash();
         let refuse = |proven: &str| -> ClientError {
             VerifyError::AnswerContradictsProof {

@@ -63,6 +63,10 @@ pub async fn run(home: Home) -> Result<(), StartError> {
             path: db_path.display().to_string(),
             reason: e.to_string(),
         })?;
+    storage::check_format(&store).map_err(|e| StartError::Store {
+        path: db_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
     let ledger = Ledger::open(store, &genesis).map_err(|e| StartError::Genesis(e.to_string()))?;
     let genesis_root = ledger
         .store()

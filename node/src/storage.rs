@@ -13,6 +13,7 @@
 //! | `receipts` | height ‖ index (u32 BE) | receipt | state batch |
 //! | `txindex` | tx id | height ‖ index of its first inclusion | state batch |
 //! | `epochs` | epoch | validator set of the epoch | fsync, before the epoch change reaches consensus |
+//! | `consensus` | `format` | [`FORMAT_VERSION`] (u64 BE) | fsync, when the directory is first used |
 //!
 //! All integers big-endian so that key order is numeric order. The state
 //! version `h` and everything the block at `h` adds land in one atomic
@@ -39,6 +40,12 @@ pub const CF_EPOCHS: &str = "epochs";
 
 const KEY_RECORD: &[u8] = b"record";
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
+const KEY_FORMAT: &[u8] = b"format";
+
+/// The format of the data directory this release writes and reads.
+/// 2: transaction ids name the signers (`docs/protocol.md`, "Transaction
+/// id"). Format 1 (ids of the body alone) wrote no marker.
+pub const FORMAT_VERSION: u64 = 2;
 
 pub fn column_families() -> Vec<String> {
     [
@@ -63,6 +70,17 @@ pub enum StorageError {
     Store(#[from] StoreError),
     #[error("stored {what} is corrupt: {reason}")]
     Corrupt { what: &'static str, reason: String },
+    #[error(
+        "the data directory is in format {found}, and this release reads only format \
+         {expected}{why}: stop the node, move its data directory aside, and start it \
+         again to resync from its peers (a chain whose every node is in the old \
+         format must start again from a new genesis)"
+    )]
+    Format {
+        found: u64,
+        expected: u64,
+        why: &'static str,
+    },
 }
 
 fn corrupt(what: &'static str, reason: impl ToString) -> StorageError {
@@ -113,6 +131,44 @@ fn u64_of(bytes: &[u8], what: &'static str) -> Result<u64, StorageError> {
         .and_then(|b| b.try_into().ok())
         .ok_or_else(|| corrupt(what, "shorter than 8 bytes"))?;
     Ok(u64::from_be_bytes(arr))
+}
+
+/// Checks the data directory's format before anything reads it: a directory
+/// in use without a marker was written by a release of format 1, whose
+/// transaction ids (the body's hash alone) fill its tx index and receipts;
+/// it is refused, as is any other format than [`FORMAT_VERSION`]. A new
+/// directory (nothing applied, no safety record) is marked.
+pub fn check_format(store: &MerkleStore) -> Result<(), StorageError> {
+    let found = match store.get_extra(CF_CONSENSUS, KEY_FORMAT)? {
+        Some(bytes) => {
+            if bytes.len() != 8 {
+                return Err(corrupt("format marker", "not 8 bytes"));
+            }
+            u64_of(&bytes, "format marker")?
+        }
+        None => {
+            let used = store.get_extra(CF_CONSENSUS, KEY_RECORD)?.is_some()
+                || last_applied(store)?.is_some();
+            if !used {
+                let marker = put(CF_CONSENSUS, KEY_FORMAT.to_vec(), be(FORMAT_VERSION));
+                store.write_extra(&[marker], true)?;
+                return Ok(());
+            }
+            1
+        }
+    };
+    if found == FORMAT_VERSION {
+        return Ok(());
+    }
+    Err(StorageError::Format {
+        found,
+        expected: FORMAT_VERSION,
+        why: if found == 1 {
+            " (format 1 named transactions by their body alone)"
+        } else {
+            ""
+        },
+    })
 }
 
 /// Step 1 of a `Ready`: the record, QCs and blocks in one batch, fsynced.
@@ -465,6 +521,68 @@ mod tests {
             ..StoreConfig::default()
         })
         .expect("store")
+    }
+
+    #[test]
+    fn a_data_directory_of_the_old_format_is_refused() {
+        // New: marked, then accepted again.
+        let fresh = store();
+        check_format(&fresh).expect("a new directory is accepted");
+        assert_eq!(
+            fresh.get_extra(CF_CONSENSUS, KEY_FORMAT).expect("read"),
+            Some(be(FORMAT_VERSION))
+        );
+        check_format(&fresh).expect("a marked directory is accepted");
+
+        // Used without a marker: written by a format-1 release.
+        let old = store();
+        let record = SafetyRecord::fresh(
+            Epoch(0),
+            commons_consensus::RootBlock::genesis(
+                &commons_types::ChainId::new("storage-test").expect("chain id"),
+                Hash::ZERO,
+                Hash::ZERO,
+                0,
+            ),
+        );
+        persist(
+            &old,
+            &Persist {
+                record: Some(record),
+                ..Persist::default()
+            },
+        )
+        .expect("persist");
+        let err = check_format(&old).expect_err("an old directory is refused");
+        let message = err.to_string();
+        assert!(
+            matches!(
+                err,
+                StorageError::Format {
+                    found: 1,
+                    expected: FORMAT_VERSION,
+                    ..
+                }
+            ),
+            "{message}"
+        );
+        assert!(message.contains("format 1"), "{message}");
+        assert!(message.contains("resync"), "{message}");
+        assert_eq!(
+            old.get_extra(CF_CONSENSUS, KEY_FORMAT).expect("read"),
+            None,
+            "a refused directory is left as it was"
+        );
+
+        // A later format than this release knows.
+        let newer = store();
+        newer
+            .write_extra(&[put(CF_CONSENSUS, KEY_FORMAT.to_vec(), be(3))], true)
+            .expect("write");
+        assert!(matches!(
+            check_format(&newer),
+            Err(StorageError::Format { found: 3, .. })
+        ));
     }
 
     fn block_at_height_one(payload: &[u8]) -> Block {

@@ -1154,3 +1154,94 @@ async fn account_at_nonce(
     })
     .await
 }
+
+/// Two accounts sending the same action at the same nonce and fee sign the
+/// same body. Each is its own transaction: both are accepted and executed,
+/// each with its own status and receipt, whether they reach one validator
+/// or two at once. (With ids of the body alone, the second was refused as a
+/// duplicate, or both were reported committed with one receipt while only
+/// one executed.)
+#[test]
+fn identical_bodies_of_two_accounts_both_commit_with_their_own_receipts() {
+    let _serial = serial();
+    runtime().block_on(identical_bodies_of_two_accounts_both_commit_with_their_own_receipts_body());
+}
+
+async fn identical_bodies_of_two_accounts_both_commit_with_their_own_receipts_body() {
+    use commons_node::devnet::{DEVNET_DEMO_BALANCE, demo_account_key};
+    use commons_types::tx::pb;
+
+    let (cluster, ch0) = running_cluster().await;
+    let ch1 = connect(&cluster.endpoint(1), Duration::from_secs(20)).await;
+    let chain = &cluster.chain;
+    let (alice, bob, sink) = (
+        demo_account_key(3),
+        demo_account_key(4),
+        demo_account_key(5),
+    );
+    let pay_sink = || {
+        pb::action::Kind::Transfer(pb::Transfer {
+            to: sink.public_key().0.to_vec().into(),
+            amount: 1,
+        })
+    };
+    let mut q = api::query_client::QueryClient::new(ch0.clone());
+    for (nonce, to_second) in [(0u64, &ch0), (1, &ch1)] {
+        let a = signed(chain, &alice, nonce, pay_sink());
+        let b = signed(chain, &bob, nonce, pay_sink());
+        assert_eq!(a.body, b.body, "the same body, signed by two accounts");
+        assert_ne!(tx_id(&a), tx_id(&b), "two transactions");
+        // Both at once: to validator 0, and to validator 0 or 1.
+        let mut first = api::tx_client::TxClient::new(ch0.clone());
+        let mut second = api::tx_client::TxClient::new(to_second.clone());
+        let (ra, rb) = tokio::join!(first.submit(a.clone()), second.submit(b.clone()));
+        for (who, r, tx) in [("alice", ra, &a), ("bob", rb, &b)] {
+            let r = r.expect("Submit").into_inner();
+            assert_eq!(
+                r.code,
+                api::SubmitCode::Accepted as i32,
+                "nonce {nonce}: {who}'s transfer refused: {}",
+                r.error
+            );
+            assert_eq!(r.tx_id.to_vec(), tx_id(tx));
+        }
+        for (who, tx) in [("alice", &a), ("bob", &b)] {
+            for channel in [&ch0, &ch1] {
+                let status = wait_committed(channel, tx).await;
+                assert_eq!(
+                    status.state,
+                    api::TxState::Committed as i32,
+                    "nonce {nonce}: {who}'s transfer not committed: {}",
+                    status.reason
+                );
+                assert_eq!(status.tx_id.to_vec(), tx_id(tx));
+                let receipt = status.receipt.expect("receipt");
+                assert_eq!(receipt.tx_id.to_vec(), tx_id(tx), "{who}'s own receipt");
+                assert_eq!(receipt.code, 0, "{who}: {}", receipt.message);
+            }
+        }
+        // Each account's own nonce moved: both transfers executed.
+        for key in [&alice, &bob] {
+            assert!(
+                account_at_nonce(&q, &key.public_key(), nonce + 1)
+                    .await
+                    .is_some(),
+                "nonce {nonce}: an account's transfer did not execute"
+            );
+        }
+    }
+    let sink_account = q
+        .get_account(api::AccountRequest {
+            account: sink.public_key().0.to_vec().into(),
+        })
+        .await
+        .expect("GetAccount")
+        .into_inner()
+        .account
+        .expect("sink account");
+    assert_eq!(
+        sink_account.balance,
+        DEVNET_DEMO_BALANCE + 4,
+        "four transfers of 1"
+    );
+}

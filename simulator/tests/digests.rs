@@ -59,7 +59,7 @@ fn parse(text: &str) -> BTreeMap<u64, String> {
 
 /// Runs every seed on two threads; each run stays on one thread, so each
 /// digest is as deterministic as a single `run`.
-fn digests() -> BTreeMap<u64, String> {
+fn digests() -> BTreeMap<u64, (String, bool)> {
     let next = Mutex::new(0u64);
     let out = Mutex::new(BTreeMap::new());
     std::thread::scope(|scope| {
@@ -77,7 +77,10 @@ fn digests() -> BTreeMap<u64, String> {
                     }
                     let report =
                         run(random_profile(seed, FAULT_MS, LIVENESS_MS), false).expect("runs");
-                    out.lock().expect("digest map").insert(seed, report.digest);
+                    let ok = report.ok();
+                    out.lock()
+                        .expect("digest map")
+                        .insert(seed, (report.digest, ok));
                 }
             });
         }
@@ -106,7 +109,21 @@ fn the_seeds_draw_every_byzantine_behaviour_and_fault_class() {
 
 #[test]
 fn fixed_seed_digests_are_unchanged() {
-    let got = digests();
+    let runs = digests();
+    // Every seed also passes the simulator's own checks: a digest recorded
+    // from a broken run would keep the breakage.
+    let failed: Vec<u64> = runs
+        .iter()
+        .filter(|(_, (_, ok))| !ok)
+        .map(|(seed, _)| *seed)
+        .collect();
+    if let Some(first) = failed.first() {
+        panic!(
+            "seeds {failed:?} broke a safety or liveness check; replay the first with `{}`",
+            random_profile(*first, FAULT_MS, LIVENESS_MS).command()
+        );
+    }
+    let got: BTreeMap<u64, String> = runs.into_iter().map(|(s, (d, _))| (s, d)).collect();
     let path = expected_path();
     if std::env::var_os("COMMONS_RECORD_DIGESTS").is_some() {
         let mut text = String::from(

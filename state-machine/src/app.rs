@@ -368,8 +368,8 @@ pub fn executed_txs(block: &Block) -> Vec<PreparedTx> {
 }
 
 fn tx_id_of(encoded: &[u8]) -> Hash {
-    // The id is SHA-256 of the body; a tx that does not decode cannot be in
-    // the mempool, so any value that matches nothing will do.
+    // A tx that does not decode cannot be in the mempool, so any value that
+    // matches nothing will do.
     commons_types::tx::SignedTx::decode(encoded)
         .map(|t| t.id())
         .unwrap_or(Hash::ZERO)

@@ -9,8 +9,8 @@
 //! full pool refuses with [`AdmitError::Full`] and never grows.
 //!
 //! Envelopes whose signatures were verified here are remembered (bounded,
-//! oldest forgotten first, by [`PreparedTx::envelope`]: body and
-//! signatures, not the id, which names the body alone), so block
+//! oldest forgotten first, by [`PreparedTx::envelope`]: body, keys and
+//! signatures, not the id, which leaves the signatures out), so block
 //! validation and execution can skip them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};

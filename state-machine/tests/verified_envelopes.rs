@@ -1,9 +1,10 @@
 //! The mempool's record of checked signatures vouches for exact envelopes,
-//! never for bare ids. The tx id is `SHA-256(body)`: it does not name the
-//! signers. Were the record kept by id, a Byzantine leader could take a body
-//! that honest mempools verified under its own signature, put a victim's key
-//! and a forged signature on it, and propose it: every honest validator would
-//! skip the check, vote for the block and execute the body as the victim's.
+//! never for bare ids. The tx id names the body and the signers' keys but
+//! not the signatures, so a forged signature under the right key keeps the
+//! id. Were the record kept by id, a Byzantine node could take a body that
+//! honest mempools verified with its real signatures, put a forged signature
+//! in their place, and propose it: every honest validator would skip the
+//! check and vote for a block holding a transaction nobody signed that way.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
@@ -120,23 +121,38 @@ fn a_verified_body_under_other_signatures_is_checked_again() {
     let verdicts = app.submit(vec![honest.encode()]).unwrap();
     assert_eq!(verdicts, vec![Ok(honest.id())]);
 
-    // The same body, relabelled as Alice's: her key, Mallory's signature.
+    // The same transaction under a forged signature: Mallory's key, bytes
+    // she never signed. Its id is the honest one's (signatures are left
+    // out of ids).
     let forged = SignedTx {
+        body: honest.body.clone(),
+        signatures: vec![(mallory().public_key(), alice().sign_raw(b"not this"))],
+    };
+    assert_eq!(forged.id(), honest.id(), "the id leaves signatures out");
+    // The same body relabelled as Alice's: her key, Mallory's signature.
+    // Another transaction (ids name the signers), but the same body.
+    let relabelled = SignedTx {
         body: honest.body.clone(),
         signatures: vec![(alice().public_key(), honest.signatures[0].1)],
     };
-    assert_eq!(forged.id(), honest.id(), "the id names the body alone");
+    assert_ne!(relabelled.id(), honest.id(), "the id names the signers");
     assert!(app.mempool().is_verified(&PreparedTx::new(honest.clone())));
     assert!(!app.mempool().is_verified(&PreparedTx::new(forged.clone())));
-
-    // No honest validator votes for a proposal carrying it...
-    let bad = block(&app, &[&forged]);
-    assert_eq!(
-        app.validate(&bad, None),
-        Err(PayloadError::BadSignature { index: 0 })
+    assert!(
+        !app.mempool()
+            .is_verified(&PreparedTx::new(relabelled.clone()))
     );
+
+    // No honest validator votes for a proposal carrying either...
+    for tx in [&forged, &relabelled] {
+        assert_eq!(
+            app.validate(&block(&app, &[tx]), None),
+            Err(PayloadError::BadSignature { index: 0 })
+        );
+    }
     // ...while the envelope it did verify passes without a second check.
     assert_eq!(app.validate(&block(&app, &[&honest]), None), Ok(()));
+    let bad = block(&app, &[&relabelled]);
 
     // And were such a block committed anyway, executing it moves nothing
     // out of Alice's account: the signature is checked, and fails.

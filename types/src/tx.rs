@@ -1,11 +1,16 @@
 //! The transaction envelope: `SignedTx { body, signatures }`, decoded under
 //! explicit limits. Signed bytes are carried exactly as signed and never
-//! re-encoded; the tx id is `SHA-256(body)`.
+//! re-encoded. The tx id commits to the body and the signers' keys, not to
+//! the signatures ([`SignedTx::id`]; `docs/protocol.md`, "Transaction id").
 
 use prost::Message;
 use sha2::{Digest, Sha256};
 
 pub use commons_proto::v1 as pb;
+
+/// The tx id's domain: version 2, the id of body and signers (version 1 was
+/// `SHA-256(body)`).
+const TX_ID_DOMAIN: &[u8] = b"commons/tx-id/v2";
 
 use crate::{
     ChainId, Domain, Hash, PublicKey, SecretKey, Signature, TypesError, batch::VerifyItem, limits,
@@ -95,18 +100,37 @@ impl SignedTx {
         self.to_proto().encode_to_vec()
     }
 
-    /// `SHA-256(body)`.
+    /// The transaction id: `SHA-256("commons/tx-id/v2" ‖ n ‖ key₁ ‖ … ‖
+    /// keyₙ ‖ body)`, n the number of signers as a 4-byte big-endian
+    /// integer and the 32-byte keys in envelope order (the first pays).
+    ///
+    /// It names who signed as well as what: the same body signed by two
+    /// accounts is two transactions, each with its own status and receipt
+    /// (an id of the body alone let one account's transaction take another's
+    /// place: the second was dropped as a duplicate of the first, or its
+    /// status showed the first one's receipt). It leaves the signatures out,
+    /// so a signature re-encoded or made again by the same signers cannot
+    /// make a new transaction of the same one; what was verified is named by
+    /// the envelope hash ([`SignedTx::id_and_envelope_hash`]).
     pub fn id(&self) -> Hash {
-        Hash::digest(&self.body)
+        let count = u32::try_from(self.signatures.len()).unwrap_or(u32::MAX);
+        let mut hasher = Sha256::new();
+        hasher.update(TX_ID_DOMAIN);
+        hasher.update(count.to_be_bytes());
+        for (key, _) in &self.signatures {
+            hasher.update(key.0);
+        }
+        hasher.update(&self.body);
+        Hash(hasher.finalize().into())
     }
 
     /// The id, and `SHA-256(id || key_1 || signature_1 || …)`: the hash
-    /// that names this exact envelope, where the id names only the body.
-    /// The same body may travel with other signers or other signatures
-    /// under the same id, so a record that a transaction's signatures were
-    /// checked must be kept under the envelope hash, never under the id.
-    /// Keys and signatures have fixed lengths: the concatenation is
-    /// unambiguous.
+    /// that names this exact envelope, where the id names the body and the
+    /// signers but not the signatures. The same transaction may travel with
+    /// other (forged) signatures under the same id, so a record that a
+    /// transaction's signatures were checked must be kept under the envelope
+    /// hash, never under the id. Keys and signatures have fixed lengths: the
+    /// concatenation is unambiguous.
     pub fn id_and_envelope_hash(&self) -> (Hash, Hash) {
         let id = self.id();
         let mut hasher = Sha256::new();
@@ -188,11 +212,74 @@ mod tests {
         let tx = SignedTx::sign(body(), &chain(), &[&key]);
         let back = SignedTx::decode(&tx.encode()).unwrap();
         assert_eq!(back, tx);
-        assert_eq!(back.id(), Hash::digest(&body()));
+        assert_eq!(back.id(), tx.id());
         assert_eq!(back.decode_body().unwrap().nonce, 1);
         let signed = back.signed_bytes(&chain());
         let items: Vec<_> = back.verify_items(&signed).collect();
         assert_eq!(crate::batch::verify_each(&items), vec![true]);
+    }
+
+    #[test]
+    fn the_id_names_the_body_and_its_signers_not_the_signatures() {
+        let (a, b) = (SecretKey::from_seed([1; 32]), SecretKey::from_seed([2; 32]));
+        let by_a = SignedTx::sign(body(), &chain(), &[&a]);
+        let by_b = SignedTx::sign(body(), &chain(), &[&b]);
+        assert_ne!(by_a.id(), by_b.id(), "one body, two accounts: two ids");
+        let ab = SignedTx::sign(body(), &chain(), &[&a, &b]);
+        let ba = SignedTx::sign(body(), &chain(), &[&b, &a]);
+        assert_ne!(ab.id(), ba.id(), "the first signer pays: order counts");
+        assert_ne!(ab.id(), by_a.id());
+        // The same signers with other signature bytes (a forgery, or the
+        // same key signing again): the same id, another envelope.
+        let mut forged = by_a.clone();
+        forged.signatures[0].1 = b.sign_raw(b"something else");
+        assert_eq!(forged.id(), by_a.id());
+        assert_ne!(
+            forged.id_and_envelope_hash().1,
+            by_a.id_and_envelope_hash().1
+        );
+        let mut other_body = body();
+        other_body.push(0);
+        assert_ne!(SignedTx::sign(other_body, &chain(), &[&a]).id(), by_a.id());
+    }
+
+    /// The vectors of `docs/protocol.md` ("Transaction id"), read from the
+    /// document itself so that it cannot drift from the code.
+    #[test]
+    fn the_tx_id_vectors_of_the_protocol_document_hold() {
+        let root = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+        let path = std::path::Path::new(&root).join("../docs/protocol.md");
+        let doc = std::fs::read_to_string(&path).expect("docs/protocol.md");
+        let field = |line: &str, name: &str| -> Option<String> {
+            line.trim().strip_prefix(name).map(|v| v.trim().to_string())
+        };
+        let (mut body, mut keys, mut checked) = (None::<Vec<u8>>, Vec::new(), 0);
+        for line in doc.lines() {
+            if let Some(v) = field(line, "tx-id body:") {
+                body = Some(hex::decode(v).expect("body hex"));
+                keys.clear();
+            } else if let Some(v) = field(line, "tx-id signer seed:") {
+                let seed: [u8; 32] = hex::decode(v)
+                    .expect("seed hex")
+                    .try_into()
+                    .expect("32 bytes");
+                keys.push(SecretKey::from_seed(seed));
+            } else if let Some(v) = field(line, "tx-id signer key:") {
+                let key = keys.last().expect("a seed before its key").public_key();
+                assert_eq!(hex::encode(key.0), v, "public key of the last seed");
+            } else if let Some(v) = field(line, "tx-id:") {
+                let body = body.clone().expect("a body before its id");
+                let signers: Vec<&SecretKey> = keys.iter().collect();
+                let tx = SignedTx::sign(body, &chain(), &signers);
+                assert_eq!(hex::encode(tx.id().0), v, "vector {checked}");
+                checked += 1;
+            }
+        }
+        assert!(
+            checked >= 3,
+            "only {checked} vectors found in {}",
+            path.display()
+        );
     }
 
     #[test]

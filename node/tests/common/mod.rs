@@ -405,10 +405,7 @@ pub fn signed(
     signed_with_fee(chain, signer, nonce, 100_000, action)
 }
 
-/// A transaction id is the hash of the body alone, and the body does not
-/// name its sender: two accounts sending the same action with the same
-/// nonce and fee send the same id, and the second is refused as a
-/// duplicate. A distinct fee keeps such bodies apart.
+/// A transaction of `action` signed by `signer` alone, with `fee`.
 pub fn signed_with_fee(
     chain: &ChainId,
     signer: &SecretKey,

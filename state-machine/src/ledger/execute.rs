@@ -38,7 +38,8 @@ use crate::{LedgerError, TxError};
 #[derive(Clone, Debug)]
 pub struct PreparedTx {
     pub tx: SignedTx,
-    /// `SHA-256(body)`: names the body, not who signed it.
+    /// [`SignedTx::id`]: names the body and the signers' keys, not the
+    /// signatures.
     pub id: Hash,
     /// Names the body with its signatures: what [`VerifiedTxs`] vouches for
     /// (see [`SignedTx::id_and_envelope_hash`]).
