@@ -498,11 +498,14 @@ impl Client {
                             what: "tx id",
                             reason: e.to_string(),
                         })?;
-                        let body_id =
-                            t.tx.as_ref()
-                                .map(|tx| Hash::digest(&tx.body))
+                        // The id the node names must be the listed
+                        // transaction's own (body and signers).
+                        let own_id =
+                            t.tx.clone()
+                                .and_then(|tx| SignedTx::from_proto(tx).ok())
+                                .map(|tx| tx.id())
                                 .unwrap_or(Hash::ZERO);
-                        if !ids.contains(&id) || body_id != id {
+                        if !ids.contains(&id) || own_id != id {
                             return Err(VerifyError::AnswerContradictsProof {
                                 what: "the block's transactions",
                                 answered: format!("transaction {id}"),

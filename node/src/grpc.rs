@@ -18,11 +18,11 @@ use commons_state_machine::ledger::gov::{decode_validator_set, decode_vote, gkey
 use commons_state_machine::ledger::params::decode_set;
 use commons_state_machine::ledger::state::key;
 use commons_state_machine::ledger::{Account, Action, Lease, Receipt, Settlement, decode_body};
-use commons_state_machine::{AdmitError, Payload};
+use commons_state_machine::{AdmitError, Payload, TxError};
 use commons_types::codec::Reader;
 use commons_types::tx::SignedTx;
 use commons_types::{Hash, Height, PublicKey};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use prost::Message as _;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -83,6 +83,18 @@ fn hash_arg(bytes: &[u8], what: &str) -> Result<Hash, Status> {
     Hash::from_slice(bytes).map_err(|_| {
         Status::invalid_argument(format!("{what} must be 32 bytes, got {}", bytes.len()))
     })
+}
+
+/// The verdict on a transaction over the size limit, refused before it
+/// reaches admission.
+fn oversized(len: usize) -> Verdict {
+    let limit = commons_types::limits::MAX_TX_BYTES;
+    Verdict {
+        tx_id: None,
+        result: Err(AdmitError::Invalid(TxError::Malformed(format!(
+            "transaction of {len} bytes is over the limit of {limit} bytes"
+        )))),
+    }
 }
 
 fn submit_result(index: u64, verdict: &Verdict) -> api::SubmitResult {
@@ -150,6 +162,11 @@ impl api::tx_server::Tx for Api {
         request: Request<api::SignedTx>,
     ) -> Result<Response<api::SubmitResult>, Status> {
         let raw = request.into_inner().encode_to_vec();
+        if raw.len() > commons_types::limits::MAX_TX_BYTES {
+            let refused = oversized(raw.len());
+            let reason = refused.result.err().map(|e| e.to_string());
+            return Err(Status::out_of_range(reason.unwrap_or_default()));
+        }
         let verdicts = self.submit_raw(vec![raw]).await?;
         let Some(verdict) = verdicts.first() else {
             return Err(Status::internal("no verdict for the transaction"));
@@ -175,35 +192,84 @@ impl api::tx_server::Tx for Api {
         &self,
         request: Request<Streaming<api::SignedTx>>,
     ) -> Result<Response<Self::SubmitBatchStream>, Status> {
-        let mut incoming = request.into_inner().ready_chunks(limits::SUBMIT_BATCH_TXS);
+        let mut incoming = request.into_inner();
         let (out, rx) = mpsc::channel(4);
         let api = self.clone();
         tokio::spawn(async move {
             let mut index = 0u64;
-            while let Some(chunk) = incoming.next().await {
-                let mut raw = Vec::with_capacity(chunk.len());
-                for item in chunk {
-                    match item {
-                        Ok(tx) => raw.push(tx.encode_to_vec()),
+            // One step: the messages at hand, up to a count and a byte
+            // bound. Each transaction gets its own result, in order: one
+            // over the size limit is refused here, on its own.
+            while let Some(first) = incoming.next().await {
+                let mut step = vec![first];
+                let mut bytes = 0usize;
+                let mut end = None;
+                let mut slots = Vec::new();
+                let mut raw = Vec::new();
+                loop {
+                    for item in step.drain(..) {
+                        match item {
+                            Ok(tx) => {
+                                let encoded = tx.encode_to_vec();
+                                bytes += encoded.len();
+                                if encoded.len() > commons_types::limits::MAX_TX_BYTES {
+                                    slots.push(Err(oversized(encoded.len())));
+                                } else {
+                                    slots.push(Ok(raw.len()));
+                                    raw.push(encoded);
+                                }
+                            }
+                            // A frame that does not decode (over the
+                            // message bound, or not a `SignedTx`) leaves
+                            // the stream unreadable: answer what came
+                            // before it, then end with its status.
+                            Err(status) => end = Some(status),
+                        }
+                    }
+                    if end.is_some()
+                        || slots.len() >= limits::SUBMIT_BATCH_TXS
+                        || bytes >= limits::SUBMIT_BATCH_BYTES
+                    {
+                        break;
+                    }
+                    match incoming.next().now_or_never() {
+                        Some(Some(item)) => step.push(item),
+                        _ => break,
+                    }
+                }
+                let mut verdicts = if raw.is_empty() {
+                    Vec::new()
+                } else {
+                    match api.submit_raw(raw).await {
+                        Ok(v) => v,
                         Err(status) => {
                             let _ = out.send(Err(status)).await;
                             return;
                         }
                     }
                 }
-                match api.submit_raw(raw).await {
-                    Ok(verdicts) => {
-                        for verdict in &verdicts {
-                            if out.send(Ok(submit_result(index, verdict))).await.is_err() {
+                .into_iter();
+                for slot in slots {
+                    let result = match slot {
+                        Ok(_) => match verdicts.next() {
+                            Some(verdict) => submit_result(index, &verdict),
+                            None => {
+                                let _ = out
+                                    .send(Err(Status::internal("admission lost a verdict")))
+                                    .await;
                                 return;
                             }
-                            index += 1;
-                        }
-                    }
-                    Err(status) => {
-                        let _ = out.send(Err(status)).await;
+                        },
+                        Err(refused) => submit_result(index, &refused),
+                    };
+                    if out.send(Ok(result)).await.is_err() {
                         return;
                     }
+                    index += 1;
+                }
+                if let Some(status) = end {
+                    let _ = out.send(Err(status)).await;
+                    return;
                 }
             }
         });

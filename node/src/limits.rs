@@ -73,6 +73,19 @@ pub const GOSSIP_PENDING_TXS: usize = 16 * GOSSIP_BATCH_TXS;
 /// step) before any size check ran.
 pub const GRPC_MAX_REQUEST_BYTES: usize = commons_types::limits::MAX_TX_BYTES;
 
+/// The largest message the transaction service decodes: four times the
+/// largest valid transaction, so that a transaction a little too large (a
+/// marketplace's mistake) is decoded and refused on its own, with its
+/// reason, while the rest of its `SubmitBatch` stream goes on. A message
+/// beyond this ends the stream with `OUT_OF_RANGE`.
+pub const GRPC_MAX_TX_MESSAGE_BYTES: usize = 4 * commons_types::limits::MAX_TX_BYTES;
+
+/// Bytes of transactions in one SubmitBatch admission step: with
+/// `GRPC_MAX_TX_MESSAGE_BYTES`, what one stream holds in memory at once,
+/// whatever the count (1,024 transactions of the largest kind would be
+/// 64 MiB).
+pub const SUBMIT_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
 /// Concurrent gRPC streams (calls) per client connection.
 pub const GRPC_MAX_STREAMS_PER_CONNECTION: u32 = 64;
 
@@ -147,6 +160,7 @@ const _: () = assert!(GOSSIP_BATCH_TXS * commons_types::limits::MAX_TX_BYTES < M
 const _: () = assert!(RECONNECT_BACKOFF_MS_MIN <= RECONNECT_BACKOFF_MS_MAX);
 const _: () = assert!(SUBMIT_BATCH_TXS <= ledger_limits::MAX_BLOCK_TXS * 4);
 const _: () = assert!(SUBMIT_BATCH_TXS <= ADMIT_BATCH_TXS);
+const _: () = assert!(GRPC_MAX_TX_MESSAGE_BYTES <= SUBMIT_BATCH_BYTES);
 const _: () = assert!(ADMIT_LINGER_TXS <= ADMIT_BATCH_TXS);
 const _: () = assert!(ADMIT_LINGER_MS < GOSSIP_FLUSH_MS);
 const _: () = assert!(WAIT_COMMITTED_MS_DEFAULT <= WAIT_COMMITTED_MS_MAX);

@@ -247,7 +247,10 @@ async fn serve_grpc(
         .max_concurrent_streams(limits::GRPC_MAX_STREAMS_PER_CONNECTION)
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(tx_server::TxServer::new(api.clone()).max_decoding_message_size(max))
+        .add_service(
+            tx_server::TxServer::new(api.clone())
+                .max_decoding_message_size(limits::GRPC_MAX_TX_MESSAGE_BYTES),
+        )
         .add_service(query_server::QueryServer::new(api.clone()).max_decoding_message_size(max))
         .add_service(subscribe_server::SubscribeServer::new(api).max_decoding_message_size(max))
         .serve_with_incoming_shutdown(incoming, async move {

@@ -156,8 +156,8 @@ async fn settlements_commit_and_verify_with_proofs_body() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert!(err.message().contains("32 bytes"), "{}", err.message());
-    // A message over the largest valid transaction is refused before it is
-    // decoded, and the connection stays usable.
+    // A transaction over the size limit is refused, the limit named, before
+    // it reaches admission, and the connection stays usable.
     let huge = commons_types::tx::SignedTx {
         body: vec![0; commons_types::limits::MAX_TX_BYTES + 1],
         signatures: Vec::new(),
@@ -165,6 +165,11 @@ async fn settlements_commit_and_verify_with_proofs_body() {
     .to_proto();
     let err = tx_client.submit(huge).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::OutOfRange, "{}", err.message());
+    assert!(
+        err.message().contains("over the limit"),
+        "{}",
+        err.message()
+    );
     // Replaying a committed settlement is refused with the reason.
     let err = tx_client.submit(txs[0].clone()).await.unwrap_err();
     assert_eq!(
@@ -1244,4 +1249,103 @@ async fn identical_bodies_of_two_accounts_both_commit_with_their_own_receipts_bo
         DEVNET_DEMO_BALANCE + 4,
         "four transfers of 1"
     );
+}
+
+/// `SubmitBatch` answers every transaction of its stream, in order: one
+/// over the size limit or malformed is refused with its reason and the
+/// transactions after it are still admitted. A message too large to decode
+/// at all ends the stream with `OUT_OF_RANGE`, after the results of the
+/// transactions before it.
+#[test]
+fn submit_batch_answers_every_transaction_and_goes_on_past_bad_ones() {
+    let _serial = serial();
+    runtime().block_on(submit_batch_answers_every_transaction_and_goes_on_past_bad_ones_body());
+}
+
+async fn submit_batch_answers_every_transaction_and_goes_on_past_bad_ones_body() {
+    use commons_node::devnet::demo_account_key;
+    use commons_types::tx::pb;
+
+    let (cluster, ch0) = running_cluster().await;
+    let chain = &cluster.chain;
+    let sink = demo_account_key(9).public_key();
+    let pay = |amount: u64| {
+        pb::action::Kind::Transfer(pb::Transfer {
+            to: sink.0.to_vec().into(),
+            amount,
+        })
+    };
+    let max = commons_types::limits::MAX_TX_BYTES;
+    let first = signed(chain, &demo_account_key(6), 0, pay(1));
+    // A body padded past the limit (the envelope is still a `SignedTx`).
+    let mut oversized = signed(chain, &demo_account_key(7), 0, pay(1));
+    oversized.body = vec![0u8; max + 1000].into();
+    let after = signed(chain, &demo_account_key(8), 0, pay(1));
+    // A signature of the wrong length: the envelope does not decode.
+    let mut malformed = signed(chain, &demo_account_key(10), 0, pay(1));
+    malformed.signatures[0].signature = vec![1u8; 10].into();
+    let last = signed(chain, &demo_account_key(6), 1, pay(2));
+    let stream = [
+        first.clone(),
+        oversized,
+        after.clone(),
+        malformed,
+        last.clone(),
+    ];
+    let mut tx_client = api::tx_client::TxClient::new(ch0.clone());
+    let results: Vec<api::SubmitResult> = tx_client
+        .submit_batch(futures::stream::iter(stream))
+        .await
+        .expect("SubmitBatch")
+        .into_inner()
+        .map(|r| r.expect("a result per transaction"))
+        .collect()
+        .await;
+    let codes: Vec<(u64, i32)> = results.iter().map(|r| (r.index, r.code)).collect();
+    let (ok, invalid) = (
+        api::SubmitCode::Accepted as i32,
+        api::SubmitCode::Invalid as i32,
+    );
+    assert_eq!(
+        codes,
+        vec![(0, ok), (1, invalid), (2, ok), (3, invalid), (4, ok)],
+        "{results:?}"
+    );
+    assert!(
+        results[1].error.contains("over the limit"),
+        "{}",
+        results[1].error
+    );
+    for tx in [&first, &after, &last] {
+        let status = wait_committed(&ch0, tx).await;
+        assert_eq!(
+            status.state,
+            api::TxState::Committed as i32,
+            "{}",
+            status.reason
+        );
+    }
+
+    // A message beyond what the service decodes: the results before it,
+    // then the stream ends with a status that names the limit.
+    let before = signed(chain, &demo_account_key(8), 1, pay(3));
+    let mut huge = signed(chain, &demo_account_key(7), 0, pay(1));
+    huge.body = vec![0u8; 8 * max].into();
+    let mut answers = tx_client
+        .submit_batch(futures::stream::iter([before.clone(), huge]))
+        .await
+        .expect("SubmitBatch")
+        .into_inner();
+    let answer = answers.next().await.expect("a first answer");
+    let answer = answer.expect("the transaction before the huge one is answered");
+    assert_eq!((answer.index, answer.code), (0, ok), "{}", answer.error);
+    let end = answers
+        .next()
+        .await
+        .expect("the stream ends with a status")
+        .expect_err("a status, not a result");
+    assert_eq!(end.code(), tonic::Code::OutOfRange, "{end:?}");
+    assert!(answers.next().await.is_none());
+    let status = wait_committed(&ch0, &before).await;
+    assert_eq!(status.state, api::TxState::Committed as i32);
 }

@@ -8,6 +8,17 @@
 //! verdict. The pool is bounded by count, bytes and per-sender entries; a
 //! full pool refuses with [`AdmitError::Full`] and never grows.
 //!
+//! Pending spend: what a transaction can take from its payer's balance is
+//! its fee plus what its action moves out of the payer's account (a
+//! transfer's amount, a bond, a settlement's price and marketplace fee for
+//! its buyer, a lease's escrow, a proposal's or a deposit's amount). A
+//! payer's pending spends, together, never exceed its committed balance:
+//! admission refuses the transaction that would pass it, and reaping cuts a
+//! payer's nonce run at the first transaction the balance left could not
+//! cover (the rest waits). So every transaction this node proposes can pay
+//! its fee, and one account holding a single fee cannot fill a block with
+//! transactions that fail without paying.
+//!
 //! Envelopes whose signatures were verified here are remembered (bounded,
 //! oldest forgotten first, by [`PreparedTx::envelope`]: body, keys and
 //! signatures, not the id, which leaves the signatures out), so block
@@ -18,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use commons_types::batch::{self, VerifyItem};
 use commons_types::{ChainId, Hash, PublicKey};
 
-use crate::ledger::action::decode_body;
+use crate::ledger::action::{Action, TxBody, decode_body};
 use crate::ledger::execute::{PreparedTx, VerifiedTxs};
 use crate::ledger::limits;
 use crate::ledger::params::LedgerParams;
@@ -45,6 +56,36 @@ struct Entry {
     sender: PublicKey,
     nonce: u64,
     seq: u64,
+    /// What it can take from its payer's balance (see the module docs).
+    spend: u128,
+}
+
+/// What a transaction can take from `payer`'s balance: its fee and what its
+/// action moves out of the payer's account when it succeeds.
+fn spend_of(body: &TxBody, payer: &PublicKey) -> u128 {
+    let debit = match &body.action {
+        Action::Transfer { amount, .. }
+        | Action::Bond { amount }
+        | Action::Deposit { amount, .. } => u128::from(*amount),
+        Action::Settle {
+            buyer,
+            quantity,
+            unit_price,
+            marketplace_fee,
+            ..
+        } if buyer == payer => {
+            u128::from(*quantity) * u128::from(*unit_price) + u128::from(*marketplace_fee)
+        }
+        Action::OpenLease { escrow, .. } => u128::from(*escrow),
+        Action::Propose { deposit, .. } => u128::from(*deposit),
+        Action::Settle { .. }
+        | Action::Unbond { .. }
+        | Action::Claim { .. }
+        | Action::CloseLease { .. }
+        | Action::Vote { .. }
+        | Action::Evidence { .. } => 0,
+    };
+    u128::from(body.fee) + debit
 }
 
 /// Bounded memory of verified envelope hashes. Looked up for every
@@ -90,6 +131,8 @@ pub struct Mempool {
     /// map, as for the verified cache.
     entries: HashMap<Hash, Entry>,
     by_sender: BTreeMap<PublicKey, BTreeMap<u64, Hash>>,
+    /// The sum of each sender's pending spends.
+    spend_by_sender: BTreeMap<PublicKey, u128>,
     by_seq: BTreeMap<u64, Hash>,
     bytes: usize,
     next_seq: u64,
@@ -108,6 +151,7 @@ impl Mempool {
             chain,
             entries: HashMap::new(),
             by_sender: BTreeMap::new(),
+            spend_by_sender: BTreeMap::new(),
             by_seq: BTreeMap::new(),
             bytes: 0,
             next_seq: 0,
@@ -250,10 +294,18 @@ impl Mempool {
             }
             .into()));
         }
-        if account.balance < body.fee {
+        // This one's spend on top of what the payer's pending ones take.
+        let spend = spend_of(&body, &sender);
+        let needed = self
+            .spend_by_sender
+            .get(&sender)
+            .copied()
+            .unwrap_or(0)
+            .saturating_add(spend);
+        if u128::from(account.balance) < needed {
             return Ok(Err(TxError::InsufficientFunds {
                 account: sender,
-                needed: body.fee,
+                needed: u64::try_from(needed).unwrap_or(u64::MAX),
                 available: account.balance,
             }
             .into()));
@@ -290,6 +342,7 @@ impl Mempool {
             .entry(sender)
             .or_default()
             .insert(body.nonce, id);
+        *self.spend_by_sender.entry(sender).or_default() += spend;
         self.by_seq.insert(seq, id);
         self.entries.insert(
             id,
@@ -299,6 +352,7 @@ impl Mempool {
                 sender,
                 nonce: body.nonce,
                 seq,
+                spend,
             },
         );
         Ok(Ok(id))
@@ -309,7 +363,9 @@ impl Mempool {
     /// nonce, within `max_txs` and `max_bytes`. Returns the encoded
     /// transactions.
     /// Transactions in `exclude` (already in uncommitted blocks) are
-    /// skipped but count as taken for their sender's nonce order.
+    /// skipped but count as taken for their sender's nonce order and
+    /// balance. A sender's run stops at the first transaction its committed
+    /// balance, less what the run took before it, could not cover.
     pub fn reap(
         &self,
         state: &dyn StateRead,
@@ -319,6 +375,8 @@ impl Mempool {
     ) -> Result<Vec<Vec<u8>>, LedgerError> {
         let mut w = Working::new(state);
         let mut next_nonce: BTreeMap<PublicKey, u64> = BTreeMap::new();
+        // Each sender's committed balance less what its run took so far.
+        let mut budget: BTreeMap<PublicKey, u128> = BTreeMap::new();
         let mut out = Vec::new();
         let mut bytes = 0usize;
         // Walk in arrival order; a transaction whose predecessor nonce is not
@@ -333,7 +391,11 @@ impl Mempool {
             };
             let expected = match next_nonce.get(&entry.sender) {
                 Some(n) => *n,
-                None => w.account(&entry.sender)?.nonce,
+                None => {
+                    let account = w.account(&entry.sender)?;
+                    budget.insert(entry.sender, u128::from(account.balance));
+                    account.nonce
+                }
             };
             if entry.nonce != expected {
                 if entry.nonce > expected {
@@ -345,7 +407,14 @@ impl Mempool {
             let mut current = Some(entry);
             let mut nonce = expected;
             while let Some(e) = current {
+                let left = budget.entry(e.sender).or_default();
+                if e.spend > *left {
+                    // Unaffordable: the run stops here, and the rest of it
+                    // waits (its nonces cannot come before this one).
+                    break;
+                }
                 if exclude.contains(&e.prepared.id) {
+                    *left -= e.spend;
                     nonce += 1;
                     current = waiting.remove(&(e.sender, nonce));
                     continue;
@@ -353,6 +422,7 @@ impl Mempool {
                 if out.len() >= max_txs || bytes + e.bytes.len() > max_bytes {
                     break;
                 }
+                *left -= e.spend;
                 bytes += e.bytes.len();
                 out.push(e.bytes.clone());
                 nonce += 1;
@@ -401,6 +471,12 @@ impl Mempool {
             p.remove(&entry.nonce);
             if p.is_empty() {
                 self.by_sender.remove(&entry.sender);
+            }
+        }
+        if let Some(total) = self.spend_by_sender.get_mut(&entry.sender) {
+            *total = total.saturating_sub(entry.spend);
+            if !self.by_sender.contains_key(&entry.sender) {
+                self.spend_by_sender.remove(&entry.sender);
             }
         }
         Some(entry)
