@@ -212,10 +212,11 @@ impl api::tx_server::Tx for Api {
                             Ok(tx) => {
                                 let encoded = tx.encode_to_vec();
                                 bytes += encoded.len();
+                                // `None`: its verdict comes from admission.
                                 if encoded.len() > commons_types::limits::MAX_TX_BYTES {
-                                    slots.push(Err(oversized(encoded.len())));
+                                    slots.push(Some(oversized(encoded.len())));
                                 } else {
-                                    slots.push(Ok(raw.len()));
+                                    slots.push(None);
                                     raw.push(encoded);
                                 }
                             }
@@ -250,18 +251,12 @@ impl api::tx_server::Tx for Api {
                 }
                 .into_iter();
                 for slot in slots {
-                    let result = match slot {
-                        Ok(_) => match verdicts.next() {
-                            Some(verdict) => submit_result(index, &verdict),
-                            None => {
-                                let _ = out
-                                    .send(Err(Status::internal("admission lost a verdict")))
-                                    .await;
-                                return;
-                            }
-                        },
-                        Err(refused) => submit_result(index, &refused),
+                    let Some(verdict) = slot.or_else(|| verdicts.next()) else {
+                        let lost = Status::internal("admission lost a verdict");
+                        let _ = out.send(Err(lost)).await;
+                        return;
                     };
+                    let result = submit_result(index, &verdict);
                     if out.send(Ok(result)).await.is_err() {
                         return;
                     }
