@@ -10,6 +10,7 @@
 //!   following the consensus driver contract.
 //! - [`grpc`]: the `commons.v1` API (`Tx`, `Query`, `Subscribe`), with
 //!   reflection and health.
+//! - [`door`]: the gRPC port's connection caps (in all, and per address).
 //! - [`metrics`]: Prometheus metrics over HTTP.
 //! - [`devnet`]: `init` and `devnet` home directories.
 //! - [`node`]: `start`, wiring it all together.
@@ -18,6 +19,7 @@
 
 pub mod config;
 pub mod devnet;
+pub mod door;
 pub mod driver;
 pub mod grpc;
 pub mod limits;

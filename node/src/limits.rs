@@ -86,6 +86,26 @@ pub const GRPC_MAX_TX_MESSAGE_BYTES: usize = 4 * commons_types::limits::MAX_TX_B
 /// 64 MiB).
 pub const SUBMIT_BATCH_BYTES: usize = 4 * 1024 * 1024;
 
+/// Open gRPC connections at once: each may carry
+/// `GRPC_MAX_STREAMS_PER_CONNECTION` calls of up to
+/// `GRPC_MAX_TX_MESSAGE_BYTES` each, so the cap bounds what clients can make
+/// the node hold, whatever they do.
+pub const GRPC_MAX_CONNECTIONS: usize = 1_024;
+
+/// Open gRPC connections from one address: a marketplace needs a handful,
+/// and one address cannot take the whole door.
+pub const GRPC_MAX_CONNECTIONS_PER_IP: usize = 64;
+
+/// Longest a gRPC call may take to answer: above `WAIT_COMMITTED_MS_MAX`,
+/// the longest a call waits on purpose (a stream's body is not limited).
+pub const GRPC_REQUEST_TIMEOUT_MS: u64 = 75_000;
+
+/// HTTP/2 keepalive: a ping after this much silence on a connection...
+pub const GRPC_KEEPALIVE_INTERVAL_MS: u64 = 30_000;
+
+/// ...and the connection is closed if the ping is not answered in this.
+pub const GRPC_KEEPALIVE_TIMEOUT_MS: u64 = 10_000;
+
 /// Concurrent gRPC streams (calls) per client connection.
 pub const GRPC_MAX_STREAMS_PER_CONNECTION: u32 = 64;
 
@@ -161,6 +181,8 @@ const _: () = assert!(RECONNECT_BACKOFF_MS_MIN <= RECONNECT_BACKOFF_MS_MAX);
 const _: () = assert!(SUBMIT_BATCH_TXS <= ledger_limits::MAX_BLOCK_TXS * 4);
 const _: () = assert!(SUBMIT_BATCH_TXS <= ADMIT_BATCH_TXS);
 const _: () = assert!(GRPC_MAX_TX_MESSAGE_BYTES <= SUBMIT_BATCH_BYTES);
+const _: () = assert!(GRPC_MAX_CONNECTIONS_PER_IP <= GRPC_MAX_CONNECTIONS);
+const _: () = assert!(GRPC_REQUEST_TIMEOUT_MS > WAIT_COMMITTED_MS_MAX);
 const _: () = assert!(ADMIT_LINGER_TXS <= ADMIT_BATCH_TXS);
 const _: () = assert!(ADMIT_LINGER_MS < GOSSIP_FLUSH_MS);
 const _: () = assert!(WAIT_COMMITTED_MS_DEFAULT <= WAIT_COMMITTED_MS_MAX);

@@ -17,6 +17,9 @@ use tracing::{error, info};
 use crate::config::Home;
 use crate::driver::{Driver, RejectedCache, Shared};
 use crate::grpc::Api;
+use futures::StreamExt as _;
+
+use crate::door::{Caps, Door};
 use crate::limits;
 use crate::metrics::{self, Metrics};
 use crate::storage;
@@ -241,9 +244,25 @@ async fn serve_grpc(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| StartError::Grpc(e.to_string()))?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let door = Door::new(Caps {
+        total: limits::GRPC_MAX_CONNECTIONS,
+        per_ip: limits::GRPC_MAX_CONNECTIONS_PER_IP,
+    });
+    // A connection over a cap is dropped (closed) as soon as it is accepted.
+    let incoming =
+        tokio_stream::wrappers::TcpListenerStream::new(listener).filter_map(move |accepted| {
+            let admitted = match accepted {
+                Ok(stream) => door.admit(stream).map(Ok),
+                Err(e) => Some(Err(e)),
+            };
+            std::future::ready(admitted)
+        });
     let max = limits::GRPC_MAX_REQUEST_BYTES;
+    let ms = std::time::Duration::from_millis;
     tonic::transport::Server::builder()
+        .timeout(ms(limits::GRPC_REQUEST_TIMEOUT_MS))
+        .http2_keepalive_interval(Some(ms(limits::GRPC_KEEPALIVE_INTERVAL_MS)))
+        .http2_keepalive_timeout(Some(ms(limits::GRPC_KEEPALIVE_TIMEOUT_MS)))
         .max_concurrent_streams(limits::GRPC_MAX_STREAMS_PER_CONNECTION)
         .add_service(health_service)
         .add_service(reflection)

@@ -1349,3 +1349,67 @@ async fn submit_batch_answers_every_transaction_and_goes_on_past_bad_ones_body()
     let status = wait_committed(&ch0, &before).await;
     assert_eq!(status.state, api::TxState::Committed as i32);
 }
+
+/// The gRPC port lets at most `GRPC_MAX_CONNECTIONS_PER_IP` connections in
+/// from one address: a flood of idle connections beyond it is closed at
+/// once, clients already in are still served, and the slots come back when
+/// the flood's connections close.
+#[test]
+fn grpc_connections_over_the_per_address_cap_are_closed() {
+    let _serial = serial();
+    runtime().block_on(grpc_connections_over_the_per_address_cap_are_closed_body());
+}
+
+async fn grpc_connections_over_the_per_address_cap_are_closed_body() {
+    use tokio::io::AsyncReadExt;
+
+    let (cluster, ch0) = running_cluster().await;
+    let address = cluster
+        .endpoint(0)
+        .trim_start_matches("http://")
+        .to_string();
+    let cap = commons_node::limits::GRPC_MAX_CONNECTIONS_PER_IP;
+    let mut flood = Vec::new();
+    for _ in 0..cap + 8 {
+        flood.push(tokio::net::TcpStream::connect(&address).await.unwrap());
+    }
+    // An admitted connection gets the server's HTTP/2 settings; a refused
+    // one is closed before a byte is sent.
+    let outcomes = futures::future::join_all(flood.iter_mut().map(|s| async move {
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => "admitted",
+            Ok(Ok(_)) | Ok(Err(_)) => "closed",
+            Err(_) => "silent",
+        }
+    }))
+    .await;
+    let count = |what| outcomes.iter().filter(|o| **o == what).count();
+    // The test's own channel holds one slot already.
+    assert_eq!(count("silent"), 0, "{outcomes:?}");
+    assert_eq!(count("admitted"), cap - 1, "{outcomes:?}");
+    assert_eq!(count("closed"), 9, "{outcomes:?}");
+
+    // The client already in is still served.
+    let mut q = api::query_client::QueryClient::new(ch0.clone());
+    q.get_latest_commit(api::LatestCommitRequest {})
+        .await
+        .expect("an admitted client is served during the flood");
+
+    // Once the flood closes, a new client gets in.
+    drop(flood);
+    let fresh = eventually(Duration::from_secs(10), || {
+        let endpoint = cluster.endpoint(0);
+        async move {
+            let channel = tonic::transport::Channel::from_shared(endpoint)
+                .ok()?
+                .connect()
+                .await
+                .ok()?;
+            let mut q = api::query_client::QueryClient::new(channel);
+            q.get_latest_commit(api::LatestCommitRequest {}).await.ok()
+        }
+    })
+    .await;
+    assert!(fresh.is_some(), "a slot came back");
+}
