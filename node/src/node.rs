@@ -11,15 +11,14 @@ use commons_governance::Param;
 use commons_state_machine::Application;
 use commons_state_machine::ledger::{Ledger, LedgerParams};
 use commons_state_machine::store::{MerkleStore, StoreConfig};
+use futures::StreamExt as _;
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{error, info};
 
 use crate::config::Home;
+use crate::door::{Caps, Door};
 use crate::driver::{Driver, RejectedCache, Shared};
 use crate::grpc::Api;
-use futures::StreamExt as _;
-
-use crate::door::{Caps, Door};
 use crate::limits;
 use crate::metrics::{self, Metrics};
 use crate::storage;
