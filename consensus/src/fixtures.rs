@@ -15,15 +15,21 @@ pub(crate) fn chain() -> ChainId {
     ChainId::new("test").expect("chain id")
 }
 
-/// Validators 0, 1, 2, 3 in that order, power 10 each.
-pub(crate) fn set() -> ValidatorSet {
+/// Validators 0, 1, 2, … with these powers, in that order.
+pub(crate) fn set_with(powers: &[u64]) -> ValidatorSet {
     ValidatorSet::new(
-        (0..4)
-            .map(|i| Validator {
+        (0u8..)
+            .zip(powers)
+            .map(|(i, power)| Validator {
                 public_key: pk(i),
-                power: 10,
+                power: *power,
             })
             .collect(),
     )
     .expect("validator set")
+}
+
+/// Validators 0, 1, 2, 3 in that order, power 10 each.
+pub(crate) fn set() -> ValidatorSet {
+    set_with(&[10; 4])
 }

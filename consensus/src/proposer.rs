@@ -169,10 +169,10 @@ impl Proposer {
         }
     }
 
-    /// Whether a proposal waited for its parent and `parent_known` now:
-    /// plan again.
-    pub(crate) fn take_waiting(&mut self, parent_known: bool) -> bool {
-        if self.waiting_for_parent && parent_known {
+    /// Whether a proposal waited for its parent and `parent_known` now
+    /// (asked only then): plan again.
+    pub(crate) fn take_waiting(&mut self, parent_known: impl FnOnce() -> bool) -> bool {
+        if self.waiting_for_parent && parent_known() {
             self.waiting_for_parent = false;
             true
         } else {

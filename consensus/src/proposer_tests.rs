@@ -1,37 +1,13 @@
 //! Tests of the proposer, as tables of steps: each step one call, the plan
 //! or answer it must give, and what the proposer must still wait for.
 
-use commons_types::{ChainId, SecretKey, Signature, Validator};
+use commons_types::Signature;
 
 use super::*;
+use crate::fixtures::{chain, set_with};
 use crate::message::{RootBlock, TimeoutSignature};
 
 const MAX_PAYLOAD: usize = 10;
-
-fn chain() -> ChainId {
-    ChainId::new("proposer-test").expect("chain id")
-}
-
-fn key(i: usize) -> SecretKey {
-    let mut seed = [0u8; 32];
-    seed[0] = i as u8 + 1;
-    seed[31] = 0x9a;
-    SecretKey::from_seed(seed)
-}
-
-fn set_with(powers: &[u64]) -> ValidatorSet {
-    ValidatorSet::new(
-        powers
-            .iter()
-            .enumerate()
-            .map(|(i, power)| Validator {
-                public_key: key(i).public_key(),
-                power: *power,
-            })
-            .collect(),
-    )
-    .expect("validator set")
-}
 
 fn root() -> RootBlock {
     RootBlock::genesis(
@@ -355,7 +331,7 @@ fn a_leader_plans_one_proposal_per_round_and_takes_one_payload() {
                     Plan::AskPayload(request) => Got::Ask(request),
                 }
             }
-            Op::TakeWaiting(known) => Got::Waiting(proposer.take_waiting(known)),
+            Op::TakeWaiting(known) => Got::Waiting(proposer.take_waiting(|| known)),
             Op::Payload { round, parent, len } => Got::Slot(
                 proposer
                     .take_payload_slot(Round(round), parent, len, MAX_PAYLOAD)

@@ -184,7 +184,8 @@ impl VoteKeeper {
     /// A vote sent to this replica by a voter of `set` (`key` its key) in
     /// round `current`: refused unless it is of the current or previous
     /// round (or a few ahead) and this replica leads the round after the
-    /// vote's (`leads_next`); a duplicate or an equivocation is refused too;
+    /// vote's (`leads_next`, asked only of a vote in the window); a
+    /// duplicate or an equivocation is refused too;
     /// otherwise it is added (unchecked, or checked when it had to be told
     /// from another copy).
     #[allow(clippy::too_many_arguments)]
@@ -193,7 +194,7 @@ impl VoteKeeper {
         vote: Vote,
         key: &PublicKey,
         current: Round,
-        leads_next: bool,
+        leads_next: impl FnOnce() -> bool,
         set: &ValidatorSet,
         chain: &ChainId,
         evidence: &mut Vec<Evidence>,
@@ -207,7 +208,7 @@ impl VoteKeeper {
             });
         }
         check_window("vote", round, current)?;
-        if !leads_next {
+        if !leads_next() {
             return Err(Reject::NotNextLeader { round });
         }
         if let Some((first, verified)) = self

@@ -85,14 +85,18 @@ fn hash_arg(bytes: &[u8], what: &str) -> Result<Hash, Status> {
     })
 }
 
-/// The verdict on a transaction over the size limit, refused before it
-/// reaches admission.
-fn oversized(len: usize) -> Verdict {
+/// Why a transaction of `len` encoded bytes is refused before admission.
+fn oversized_reason(len: usize) -> String {
     let limit = commons_types::limits::MAX_TX_BYTES;
+    format!("transaction of {len} bytes is over the limit of {limit} bytes")
+}
+
+/// The verdict on a transaction over the size limit.
+fn oversized(len: usize) -> Verdict {
     Verdict {
         tx_id: None,
-        result: Err(AdmitError::Invalid(TxError::Malformed(format!(
-            "transaction of {len} bytes is over the limit of {limit} bytes"
+        result: Err(AdmitError::Invalid(TxError::Malformed(oversized_reason(
+            len,
         )))),
     }
 }
@@ -163,9 +167,7 @@ impl api::tx_server::Tx for Api {
     ) -> Result<Response<api::SubmitResult>, Status> {
         let raw = request.into_inner().encode_to_vec();
         if raw.len() > commons_types::limits::MAX_TX_BYTES {
-            let refused = oversized(raw.len());
-            let reason = refused.result.err().map(|e| e.to_string());
-            return Err(Status::out_of_range(reason.unwrap_or_default()));
+            return Err(Status::out_of_range(oversized_reason(raw.len())));
         }
         let verdicts = self.submit_raw(vec![raw]).await?;
         let Some(verdict) = verdicts.first() else {

@@ -5,13 +5,14 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::collections::{BTreeMap, BTreeSet};
+mod common;
 
-use commons_consensus::{Block, BlockFields, QuorumCert, VoteData};
-use commons_state_machine::ledger::{Genesis, GenesisAccount, GenesisValidator, Ledger};
-use commons_state_machine::{AdmitError, Application, Payload, TxError};
+use std::collections::BTreeSet;
+
+use common::block;
+use commons_state_machine::{AdmitError, Application, TxError};
 use commons_types::tx::{SignedTx, pb};
-use commons_types::{ChainId, Epoch, Hash, Height, Round, SecretKey, ValidatorIndex};
+use commons_types::{ChainId, SecretKey};
 use prost::Message;
 
 const CHAIN: &str = "pending-spend";
@@ -19,10 +20,6 @@ const FEE: u64 = 1_000;
 
 fn chain() -> ChainId {
     ChainId::new(CHAIN).unwrap()
-}
-
-fn validator(i: u8) -> SecretKey {
-    SecretKey::from_seed([i + 1; 32])
 }
 
 fn payer() -> SecretKey {
@@ -36,42 +33,11 @@ fn sink() -> SecretKey {
 /// A chain whose fee is `FEE` whatever the size, and whose payer holds
 /// `balance`.
 fn app(balance: u64) -> Application {
-    let params = BTreeMap::from([
-        ("fee_base".to_string(), FEE),
-        ("fee_per_byte".to_string(), 0),
-    ]);
-    let genesis = Genesis {
-        chain_id: chain(),
-        accounts: (0..4)
-            .map(|i| GenesisAccount {
-                public_key: validator(i).public_key(),
-                balance: 1_000_000,
-                bonded: 100,
-            })
-            .chain([
-                GenesisAccount {
-                    public_key: payer().public_key(),
-                    balance,
-                    bonded: 0,
-                },
-                GenesisAccount {
-                    public_key: sink().public_key(),
-                    balance: 0,
-                    bonded: 0,
-                },
-            ])
-            .collect(),
-        validators: (0..4)
-            .map(|i| GenesisValidator {
-                public_key: validator(i).public_key(),
-                power: 10,
-                address: format!("127.0.0.1:{}", 7200 + u16::from(i)),
-            })
-            .collect(),
-        params,
-        treasury: 0,
-    };
-    Application::new(Ledger::in_memory(&genesis).unwrap())
+    common::app(
+        &chain(),
+        FEE,
+        &[(payer().public_key(), balance), (sink().public_key(), 0)],
+    )
 }
 
 /// The payer's transfer of `amount` to the sink at `nonce`, fee `FEE`.
@@ -89,36 +55,6 @@ fn transfer(nonce: u64, amount: u64) -> SignedTx {
     }
     .encode_to_vec();
     SignedTx::sign(body, &chain(), &[&payer()])
-}
-
-/// The block at `height` carrying `txs` (as encoded), as a leader would
-/// propose it on the state after `height - 1`.
-fn block(app: &Application, height: u64, txs: Vec<Vec<u8>>) -> Block {
-    let payload = Payload {
-        state_height: Height(height - 1),
-        txs,
-    };
-    Block::new(BlockFields {
-        epoch: Epoch(0),
-        round: Round(height),
-        height: Height(height),
-        proposer: ValidatorIndex(0),
-        timestamp_ms: 1_000 * height,
-        state_root: app.ledger().state_root(),
-        justify: QuorumCert {
-            data: VoteData {
-                epoch: Epoch(0),
-                round: Round(height - 1),
-                height: Height(height - 1),
-                block_id: Hash::digest(b"parent"),
-                parent_id: Hash::ZERO,
-                parent_round: Round(0),
-            },
-            signatures: Vec::new(),
-        },
-        timeout_cert: None,
-        payload: payload.encode(),
-    })
 }
 
 fn reap(app: &Application) -> Vec<Vec<u8>> {

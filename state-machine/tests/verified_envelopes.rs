@@ -8,15 +8,13 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::collections::BTreeMap;
+mod common;
 
-use commons_consensus::{Block, BlockFields, QuorumCert, VoteData};
-use commons_state_machine::ledger::{
-    Genesis, GenesisAccount, GenesisValidator, Ledger, PreparedTx, VerifiedTxs,
-};
-use commons_state_machine::{Application, Payload, PayloadError};
+use commons_consensus::Block;
+use commons_state_machine::ledger::{PreparedTx, VerifiedTxs};
+use commons_state_machine::{Application, PayloadError};
 use commons_types::tx::{SignedTx, pb};
-use commons_types::{ChainId, Epoch, Hash, Height, Round, SecretKey, ValidatorIndex};
+use commons_types::{ChainId, SecretKey};
 use prost::Message;
 
 const CHAIN: &str = "envelope-chain";
@@ -24,10 +22,6 @@ const BALANCE: u64 = 10_000;
 
 fn chain() -> ChainId {
     ChainId::new(CHAIN).unwrap()
-}
-
-fn validator(i: u8) -> SecretKey {
-    SecretKey::from_seed([i + 1; 32])
 }
 
 fn alice() -> SecretKey {
@@ -39,32 +33,14 @@ fn mallory() -> SecretKey {
 }
 
 fn app() -> Application {
-    let params = BTreeMap::from([("fee_base".to_string(), 0), ("fee_per_byte".to_string(), 0)]);
-    let genesis = Genesis {
-        chain_id: chain(),
-        accounts: (0..4)
-            .map(|i| GenesisAccount {
-                public_key: validator(i).public_key(),
-                balance: BALANCE,
-                bonded: 100,
-            })
-            .chain([alice(), mallory()].iter().map(|k| GenesisAccount {
-                public_key: k.public_key(),
-                balance: BALANCE,
-                bonded: 0,
-            }))
-            .collect(),
-        validators: (0..4)
-            .map(|i| GenesisValidator {
-                public_key: validator(i).public_key(),
-                power: 10,
-                address: format!("127.0.0.1:{}", 7100 + u16::from(i)),
-            })
-            .collect(),
-        params,
-        treasury: 0,
-    };
-    Application::new(Ledger::in_memory(&genesis).unwrap())
+    common::app(
+        &chain(),
+        0,
+        &[
+            (alice().public_key(), BALANCE),
+            (mallory().public_key(), BALANCE),
+        ],
+    )
 }
 
 /// Nonce 0 (Alice's and Mallory's next), no fee: pay Mallory 5,000.
@@ -84,32 +60,8 @@ fn body() -> Vec<u8> {
 }
 
 /// Block 1 on genesis carrying `txs`, as a leader would propose it.
-fn block(app: &Application, txs: &[&SignedTx]) -> Block {
-    let payload = Payload {
-        state_height: Height(0),
-        txs: txs.iter().map(|t| t.encode()).collect(),
-    };
-    Block::new(BlockFields {
-        epoch: Epoch(0),
-        round: Round(1),
-        height: Height(1),
-        proposer: ValidatorIndex(0),
-        timestamp_ms: 1_000,
-        state_root: app.ledger().state_root(),
-        justify: QuorumCert {
-            data: VoteData {
-                epoch: Epoch(0),
-                round: Round(0),
-                height: Height(0),
-                block_id: Hash::digest(b"genesis"),
-                parent_id: Hash::ZERO,
-                parent_round: Round(0),
-            },
-            signatures: Vec::new(),
-        },
-        timeout_cert: None,
-        payload: payload.encode(),
-    })
+fn block_of(app: &Application, txs: &[&SignedTx]) -> Block {
+    common::block(app, 1, txs.iter().map(|t| t.encode()).collect())
 }
 
 #[test]
@@ -146,13 +98,13 @@ fn a_verified_body_under_other_signatures_is_checked_again() {
     // No honest validator votes for a proposal carrying either...
     for tx in [&forged, &relabelled] {
         assert_eq!(
-            app.validate(&block(&app, &[tx]), None),
+            app.validate(&block_of(&app, &[tx]), None),
             Err(PayloadError::BadSignature { index: 0 })
         );
     }
     // ...while the envelope it did verify passes without a second check.
-    assert_eq!(app.validate(&block(&app, &[&honest]), None), Ok(()));
-    let bad = block(&app, &[&relabelled]);
+    assert_eq!(app.validate(&block_of(&app, &[&honest]), None), Ok(()));
+    let bad = block_of(&app, &[&relabelled]);
 
     // And were such a block committed anyway, executing it moves nothing
     // out of Alice's account: the signature is checked, and fails.

@@ -143,9 +143,8 @@ impl Replica {
         if let Some((target, qc)) = self.commit.retry(&self.blocks.tree) {
             self.try_commit(target, &qc, None);
         }
-        let parent_known = (self.blocks.tree)
-            .parent_info(&self.certs.highest().block_id())
-            .is_some();
+        let (tree, highest) = (&self.blocks.tree, self.certs.highest());
+        let parent_known = || tree.parent_info(&highest.block_id()).is_some();
         if self.proposer.take_waiting(parent_known) {
             self.start_proposal();
         }
@@ -188,7 +187,8 @@ impl Replica {
         let round = vote.data.round;
         self.check_epoch(vote.data.epoch, from)?;
         let key = self.key_of(vote.voter)?;
-        let leads_next = Some(self.leader(round.next())) == self.me;
+        let (proposer, set, me) = (&self.proposer, &self.set, self.me);
+        let leads_next = || Some(proposer.leader(set, round.next())) == me;
         let (current, chain) = (self.pacemaker.round(), &self.config.chain_id);
         let evidence = &mut self.out.evidence;
         let outcome =

@@ -147,7 +147,7 @@ fn evidence_is_reported_once_per_round_validator_and_kind() {
                 vote(1, 6, A),
                 &pk,
                 Round(6),
-                true,
+                || true,
                 &set,
                 &chain,
                 &mut evidence,
@@ -159,7 +159,7 @@ fn evidence_is_reported_once_per_round_validator_and_kind() {
                     vote(1, 6, B),
                     &pk,
                     Round(6),
-                    true,
+                    || true,
                     &set,
                     &chain,
                     &mut evidence

@@ -2,10 +2,11 @@
 //! outputs it must give (QC, TC, forged signers, refusal, evidence) and the
 //! state it must leave (votes held, timeout power).
 
-use commons_types::{Hash, Height, SecretKey, Validator};
+use commons_types::{Hash, Height, SecretKey};
 
 use super::*;
 use crate::certs::{verify_qc, verify_tc};
+use crate::fixtures::{chain, key, set_with};
 use crate::message::{RootBlock, Timeout, VoteData, proposal_signing_bytes};
 
 mod evidence;
@@ -14,34 +15,9 @@ mod timeouts;
 const A: u8 = 1;
 const B: u8 = 2;
 
-fn chain() -> ChainId {
-    ChainId::new("vote-keeper-test").expect("chain id")
-}
-
-fn key(i: usize) -> SecretKey {
-    let mut seed = [0u8; 32];
-    seed[0] = i as u8 + 1;
-    seed[31] = 0x5e;
-    SecretKey::from_seed(seed)
-}
-
 /// A key outside every set here: what it signs for a validator is a forgery.
 fn forger() -> SecretKey {
     key(200)
-}
-
-fn set_with(powers: &[u64]) -> ValidatorSet {
-    ValidatorSet::new(
-        powers
-            .iter()
-            .enumerate()
-            .map(|(i, power)| Validator {
-                public_key: key(i).public_key(),
-                power: *power,
-            })
-            .collect(),
-    )
-    .expect("validator set")
 }
 
 /// Four validators of power 10: a quorum is three of them (30 > 80/3).
@@ -66,7 +42,7 @@ fn signed_vote(voter: u16, round: u64, block: u8, key: &SecretKey) -> Vote {
 }
 
 fn vote(voter: u16, round: u64, block: u8) -> Vote {
-    signed_vote(voter, round, block, &key(voter.into()))
+    signed_vote(voter, round, block, &key(voter as u8))
 }
 
 fn forged_vote(voter: u16, round: u64, block: u8) -> Vote {
@@ -102,7 +78,7 @@ fn proposal(proposer: u16, round: u64, block: u8) -> SignedProposal {
         round: Round(round),
         block_id,
         proposer: ValidatorIndex(proposer),
-        signature: key(proposer.into()).sign_raw(&signed),
+        signature: key(proposer as u8).sign_raw(&signed),
     }
 }
 
@@ -343,13 +319,13 @@ fn votes_form_a_qc_at_a_quorum_and_forgeries_and_equivocations_are_caught() {
             Sig::Real => vote(s.voter, s.round, s.block),
             Sig::Forged => forged_vote(s.voter, s.round, s.block),
         };
-        let pk = key(s.voter.into()).public_key();
+        let pk = key(s.voter as u8).public_key();
         let mut evidence = Vec::new();
         let got = keeper.on_vote(
             vote,
             &pk,
             Round(s.current),
-            s.leads_next,
+            || s.leads_next,
             &set,
             &chain,
             &mut evidence,

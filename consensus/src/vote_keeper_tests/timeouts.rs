@@ -254,11 +254,11 @@ fn timeouts_form_a_tc_at_a_quorum_and_equivocations_are_reported_once() {
                 sig,
             } => {
                 let signer = match sig {
-                    Sig::Real => key(voter.into()),
+                    Sig::Real => key(voter as u8),
                     Sig::Forged => forger(),
                 };
                 let header = timeout(voter, round, hq, &signer);
-                let pk = key(voter.into()).public_key();
+                let pk = key(voter as u8).public_key();
                 let seen = keeper.check_timeout(header, &pk, &chain, &mut evidence);
                 (round, voter, TimeoutOut::Seen(seen))
             }
@@ -268,7 +268,7 @@ fn timeouts_form_a_tc_at_a_quorum_and_equivocations_are_reported_once() {
                 hq,
                 current,
             } => {
-                let header = timeout(voter, round, hq, &key(voter.into()));
+                let header = timeout(voter, round, hq, &key(voter as u8));
                 let tc = keeper.add_timeout(header, Round(current), &set, Epoch(0));
                 if let Some(tc) = &tc {
                     assert_eq!(tc.round, Round(round), "step {k}: {what}: TC round");

@@ -5,6 +5,7 @@ use commons_types::Signature;
 
 use super::*;
 use crate::contract::Destination;
+use crate::fixtures::{chain, key};
 use crate::message::{BlockFields, Proposal, TimeoutSignature, VoteData};
 
 mod timeouts;
@@ -13,17 +14,6 @@ const ME: ValidatorIndex = ValidatorIndex(0);
 const NOW: Millis = Millis(10_000);
 const DRIFT_MS: u64 = 500;
 const FAR_END: u64 = 1_000;
-
-fn chain() -> ChainId {
-    ChainId::new("voting-test").expect("chain id")
-}
-
-fn key(i: usize) -> SecretKey {
-    let mut seed = [0u8; 32];
-    seed[0] = i as u8 + 1;
-    seed[31] = 0x70;
-    SecretKey::from_seed(seed)
-}
 
 fn root() -> RootBlock {
     RootBlock::genesis(&chain(), Hash::digest(b"set"), Hash::ZERO, 1_000)
